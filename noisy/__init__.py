@@ -1,0 +1,12 @@
+"""Noisy Student self-training (Xie et al. 2020) for CIFAR-style data in Keras 3.
+
+The four scripts at the top of the repository use these names; each module has its own
+docstring."""
+from noisy.artifacts import load_npy, read_config, save_json, save_npy, save_text, source_hashes
+from noisy.data import (ImageBatches, NoisyStream, balance_classes, images_to_npy, list_images, load_split,
+                        prepare_data)
+from noisy.randaugment import RandAugment
+from noisy.resnet import PRESETS, build_resnet
+from noisy.settings import UserError, configure, install_error_hook, require
+from noisy.training import (OPTIMIZERS, SCHEDULES, compile_model, finish_stage, fit,
+                            make_optimizer, one_hot)

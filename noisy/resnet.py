@@ -1,0 +1,90 @@
+"""CIFAR-style bottleneck ResNets with the two model noises of Noisy Student.
+
+The default preset is the article's ResNet50 for 32x32 images: a 5x5 stem conv (32
+filters, stride 1), bottleneck stages of [3, 4, 6, 3] blocks with widths 64/128/256/512
+(x4 expansion), downsampling only at the first block of stages 2 and 4 (32 -> 16 -> 16
+-> 8 pixels). Unlike the article, the stride sits on the block's 3x3 conv: the article
+put it on the last 1x1 conv, which samples one pixel in four of the block's output and
+never looks at the other three.
+
+Noise (training only; both are the identity at inference):
+- dropout before the classifier (Noisy Student: 0.5);
+- stochastic depth, per sample: residual block l of L keeps its branch with probability
+  p_l = 1 - (l / L) * (1 - p_L), p_L = 0.8 at the last block (Huang et al. 2016).
+  Keras' own `Dropout(rate, noise_shape=(None, 1, 1, 1))` is exactly that: it zeroes the
+  whole branch of each image independently and scales survivors by 1 / p_l, so no new
+  layer class is needed (Keras' EfficientNet does the same). The article's Lambda layer
+  dropped a block for the whole batch at once.
+"""
+import keras
+from keras import layers
+
+# name: (stem filters, blocks per stage, bottleneck widths, stride of each stage)
+PRESETS = {
+    "resnet50": (32, (3, 4, 6, 3), (64, 128, 256, 512), (1, 2, 1, 2)),    # the article's
+    "resnet101": (32, (3, 4, 23, 3), (64, 128, 256, 512), (1, 2, 1, 2)),  # deeper student
+    "wide_resnet50": (48, (3, 4, 6, 3), (96, 192, 384, 768), (1, 2, 1, 2)),  # 1.5x wider
+    "small": (24, (1, 2, 2, 1), (24, 48, 96, 192), (1, 2, 1, 2)),       # ~1.3M params, CPU
+    "tiny": (16, (1, 1, 1, 1), (16, 32, 48, 96), (1, 2, 1, 2)),         # ~0.3M params, tests
+}
+EXPANSION = 4
+
+
+def survival_probabilities(num_blocks, survival_last):
+    """p_l = 1 - (l / L)(1 - p_L) for blocks l = 1..L (Huang et al. 2016, eq. 4)."""
+    return [1.0 - (l / num_blocks) * (1.0 - survival_last) for l in range(1, num_blocks + 1)]
+
+
+def _conv_bn(x, filters, kernel, stride, name, l2, relu=True, zero_gamma=False):
+    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
+                      kernel_initializer="he_normal", kernel_regularizer=l2, name=name + "_conv")(x)
+    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name + "_bn",
+                                  gamma_initializer="zeros" if zero_gamma else "ones")(x)
+    return layers.Activation("relu", name=name + "_relu")(x) if relu else x
+
+
+def _bottleneck(x, width, stride, survival, name, l2):
+    shortcut = x
+    out_filters = width * EXPANSION
+    if stride != 1 or x.shape[-1] != out_filters:
+        shortcut = _conv_bn(x, out_filters, 1, stride, name + "_short", l2, relu=False)
+    y = _conv_bn(x, width, 1, 1, name + "_1", l2)
+    y = _conv_bn(y, width, 3, stride, name + "_2", l2)  # stride on the 3x3, not on the 1x1
+    # Zero-initialised last BN: every block starts as the identity (Goyal et al. 2017).
+    y = _conv_bn(y, out_filters, 1, 1, name + "_3", l2, relu=False, zero_gamma=True)
+    if survival < 1.0:  # a block that never drops gets no layer
+        y = layers.Dropout(1.0 - survival, noise_shape=(None, 1, 1, 1), name=name + "_drop")(y)
+    x = layers.Add(name=name + "_add")([shortcut, y])
+    return layers.Activation("relu", name=name + "_out")(x)
+
+
+def build_resnet(preset="resnet50", num_classes=10, input_shape=(32, 32, 3),
+                 dropout=0.0, survival_last=1.0, weight_decay=0.0):
+    """Build a ResNet preset. Inputs are uint8-range pixels (0..255); outputs are softmax
+    probabilities. `dropout` is the rate before the classifier; `survival_last` is p_L of
+    stochastic depth (1.0 = off, Noisy Student: 0.8); `weight_decay` is applied as an L2
+    penalty (weight_decay / 2) * |w|^2 on conv and dense kernels, not on BN or biases.
+    It lives in the model rather than the optimizer so that it survives save and resume."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+    if not 0.0 < survival_last <= 1.0:
+        raise ValueError(f"survival_last must be in (0, 1]. Received: survival_last={survival_last}")
+    stem, depths, widths, strides = PRESETS[preset]
+    survival = iter(survival_probabilities(sum(depths), survival_last))
+    l2 = keras.regularizers.L2(weight_decay / 2) if weight_decay > 0 else None
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = _conv_bn(x, stem, 5, 1, "stem", l2)
+    for stage, (depth, width, stride) in enumerate(zip(depths, widths, strides), start=1):
+        for block in range(depth):
+            x = _bottleneck(x, width, stride if block == 0 else 1, next(survival),
+                            f"stage{stage}_block{block + 1}", l2)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if dropout > 0:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=l2,
+                           name="classifier")(x)
+    return keras.Model(inputs, outputs, name=preset)

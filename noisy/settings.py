@@ -1,0 +1,77 @@
+"""Script settings: UPPER_CASE constants at the top of a script, overridable as `--name=value`.
+
+This is nanoGPT's configurator done as a function instead of `exec`: it works from any
+folder, parses values with `ast.literal_eval`, accepts an int where a float is expected,
+and rejects an unknown name with the list of valid ones.
+
+    EPOCHS = 300  # passes over the training data
+    settings = configure(globals())        # reads sys.argv[1:]
+
+`python train_teacher.py --epochs=2 --data=/tmp/cifar10` then sets EPOCHS = 2 and
+DATA = '/tmp/cifar10' in the script's namespace (a string needs no quotes).
+"""
+import ast
+import sys
+
+
+class UserError(Exception):
+    """A problem with the user's input or settings: printed as one line, exit code 2."""
+
+
+def _print_user_error(kind, error, traceback):
+    if issubclass(kind, UserError):
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.__excepthook__(kind, error, traceback)
+
+
+def install_error_hook():
+    """Make an uncaught UserError print `error: <message>` instead of a traceback."""
+    sys.excepthook = _print_user_error
+
+
+def _parse(name, text, current):
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text  # a bare word or path: keep it as a string
+    if isinstance(current, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            raise UserError(f"--{name.lower()} expects True or False, got {text!r}")
+    elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif isinstance(current, str) and not isinstance(value, str):
+        value = text  # `--run_dir=2024` is the folder '2024', not the number
+    elif current is not None and type(value) is not type(current):
+        raise UserError(
+            f"--{name.lower()} expects {type(current).__name__} (like {current!r}), got {text!r}")
+    return value
+
+
+def configure(namespace, argv=None):
+    """Apply `--name=value` arguments to the UPPER_CASE settings in `namespace`.
+
+    Returns the resolved settings as a dict (lower-case keys) for config.json.
+    Raises UserError for an unknown name, a malformed argument or a wrong type.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    names = {k: k for k in namespace if k.isupper() and not k.startswith("_")
+             and isinstance(namespace[k], (bool, int, float, str, tuple, list, type(None)))}
+    for arg in argv:
+        if not arg.startswith("--") or "=" not in arg:
+            raise UserError(f"argument {arg!r} is not of the form --name=value")
+        key, text = arg[2:].split("=", 1)
+        name = key.upper().replace("-", "_")
+        if name not in names:
+            valid = ", ".join("--" + n.lower() for n in sorted(names))
+            raise UserError(f"unknown setting --{key}; valid settings: {valid}")
+        namespace[name] = _parse(name, text, namespace[name])
+    return {n.lower(): namespace[n] for n in names}
+
+
+def require(condition, message):
+    """Raise UserError(message) unless condition holds: for range checks on settings."""
+    if not condition:
+        raise UserError(message)

@@ -1,0 +1,183 @@
+"""Compile and fit with the schedules we offer, resumable after a kill at any moment.
+
+Why not Keras' `BackupAndRestore` + `CSVLogger` + `ModelCheckpoint`: BackupAndRestore
+overwrites one checkpoint in place (a kill during the write loses it), CSVLogger appends
+a row per epoch, so a resumed run repeats the interrupted epoch's row, and the best-model
+checkpoint forgets its best score on resume. `EpochCheckpoint` below keeps one folder per
+finished epoch (model with optimizer state + history up to that epoch), points to it with
+an atomically replaced `latest.json`, and keeps the best epoch's folder too. A restarted
+run loads the latest folder, continues with the next epoch, and rewrites `history.csv`
+from the checkpoint, so each epoch appears exactly once.
+"""
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+
+from noisy.artifacts import save_json, save_model, save_text
+from noisy.settings import UserError
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "constant", "plateau")
+
+
+def make_optimizer(name, lr, schedule, total_steps, warmup_steps):
+    """SGD (Nesterov momentum 0.9) or Adam, with a cosine (linear warmup), constant or
+    plateau schedule. 'plateau' is a constant rate that `callbacks` later lowers."""
+    if schedule == "cosine":
+        warmup_steps = min(warmup_steps, total_steps // 2)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup_steps else lr, warmup_target=lr if warmup_steps else None,
+            warmup_steps=warmup_steps, decay_steps=max(total_steps - warmup_steps, 1))
+    if name == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    return keras.optimizers.Adam(lr)
+
+
+def compile_model(model, optimizer):
+    # Soft targets (teacher probabilities) and one-hot labels use the same loss.
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop with a clear error when the loss turns NaN or infinite (Keras'
+    TerminateOnNaN stops quietly and the run would look finished)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise UserError(f"training loss became {loss} at batch {batch}; lower --lr "
+                            "or check the data (the last finished epoch is kept for resume)")
+
+
+class AfterEpoch(keras.callbacks.Callback):
+    """Run `callback` only from epoch `start` on (the article's flat phase, then the
+    ReduceLROnPlateau + EarlyStopping phase)."""
+
+    def __init__(self, start, callback):
+        super().__init__()
+        self.start, self.callback = start, callback
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.callback.set_model(model)
+
+    def on_train_begin(self, logs=None):
+        self.callback.on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch >= self.start:
+            self.callback.on_epoch_end(epoch, logs)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch: save `resume/epoch-NNNN/model.keras` with its history, point
+    `resume/latest.json` at it, keep only that folder and the best epoch's, and rewrite
+    `history.csv` in the stage folder. See the module docstring for why."""
+
+    def __init__(self, stage_dir, monitor, history):
+        super().__init__()
+        self.stage_dir = stage_dir
+        self.resume_dir = os.path.join(stage_dir, "resume")
+        self.monitor = monitor  # 'val_accuracy' to keep the best epoch, or None for the last
+        self.history = history
+        best = [row for row in history if monitor and monitor in row]
+        self.best = max(best, key=lambda row: row[monitor]) if best else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.history.append(row)
+        folder = os.path.join(self.resume_dir, f"epoch-{epoch:04d}")
+        os.makedirs(folder, exist_ok=True)
+        save_model(os.path.join(folder, "model.keras"), self.model)
+        save_json(os.path.join(folder, "history.json"), self.history)
+        if self.monitor and (self.best is None or row[self.monitor] > self.best[self.monitor]):
+            self.best = row
+        best_epoch = self.best["epoch"] if self.best else epoch
+        save_json(os.path.join(self.resume_dir, "latest.json"), {"epoch": epoch, "best_epoch": best_epoch})
+        for name in os.listdir(self.resume_dir):
+            if name.startswith("epoch-") and name not in (f"epoch-{epoch:04d}", f"epoch-{best_epoch:04d}"):
+                shutil.rmtree(os.path.join(self.resume_dir, name), ignore_errors=True)
+        write_history(os.path.join(self.stage_dir, "history.csv"), self.history)
+
+
+def write_history(path, rows):
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    save_text(path, text.getvalue())
+
+
+def load_resume_point(stage_dir):
+    """(model, next_epoch, history) from the last finished epoch, or None."""
+    latest = os.path.join(stage_dir, "resume", "latest.json")
+    if not os.path.isfile(latest):
+        return None
+    with open(latest) as f:
+        state = json.load(f)
+    folder = os.path.join(stage_dir, "resume", f"epoch-{state['epoch']:04d}")
+    try:
+        model = keras.models.load_model(os.path.join(folder, "model.keras"))
+        with open(os.path.join(folder, "history.json")) as f:
+            history = json.load(f)
+    except Exception as e:  # a checkpoint we cannot read is reported, not trained over
+        raise UserError(f"cannot resume from {folder} ({e}); delete {os.path.join(stage_dir, 'resume')} "
+                        "to start this stage over") from None
+    return model, state["epoch"] + 1, history
+
+
+def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_epochs=0,
+        patience=10, verbose=2):
+    """Train `model` (compiled) on `stream` for `epochs`, resuming from `stage_dir/resume`
+    when a previous run was killed. Returns the model to keep: the best epoch on the
+    validation split when one is given, else the last epoch."""
+    resumed = load_resume_point(stage_dir)
+    history, initial_epoch = [], 0
+    if resumed:
+        model, initial_epoch, history = resumed
+        print(f"resuming {stage_dir} after epoch {initial_epoch - 1} "
+              f"(from {os.path.join(stage_dir, 'resume')})", flush=True)
+    monitor = "val_accuracy" if validation is not None else None
+    checkpoint = EpochCheckpoint(stage_dir, monitor, history)
+    callbacks = [StopOnNaN(), checkpoint]
+    if schedule == "plateau":
+        watch = "val_loss" if validation is not None else "loss"
+        callbacks += [
+            AfterEpoch(flat_epochs, keras.callbacks.ReduceLROnPlateau(monitor=watch, factor=0.1,
+                                                                      patience=3, verbose=1)),
+            AfterEpoch(flat_epochs, keras.callbacks.EarlyStopping(monitor=watch, patience=patience,
+                                                                  verbose=1))]
+    if initial_epoch < epochs:
+        stream.set_epoch(initial_epoch)
+        model.fit(stream, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
+                  callbacks=callbacks, verbose=verbose)
+    if not checkpoint.history:
+        raise UserError(f"{stage_dir}: no epoch was trained (--epochs={epochs})")
+    if checkpoint.best is not None and checkpoint.best["epoch"] != checkpoint.history[-1]["epoch"]:
+        best = os.path.join(stage_dir, "resume", f"epoch-{checkpoint.best['epoch']:04d}", "model.keras")
+        print(f"keeping epoch {checkpoint.best['epoch']} ({monitor} "
+              f"{checkpoint.best[monitor]:.4f}), the best on the validation split", flush=True)
+        model = keras.models.load_model(best)
+    return model, checkpoint
+
+
+def finish_stage(stage_dir, model, config):
+    """Write the stage's model and config.json (marked complete, last, with a fresh
+    run_id that later stages check), then drop the resume checkpoints."""
+    save_model(os.path.join(stage_dir, "model.keras"), model)
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}"
+    save_json(os.path.join(stage_dir, "config.json"), dict(config, run_id=run_id, complete=True))
+    shutil.rmtree(os.path.join(stage_dir, "resume"), ignore_errors=True)
+
+
+def one_hot(labels, num_classes):
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]

@@ -1,0 +1,107 @@
+"""Stage 2 of Noisy Student: pseudo-label unlabeled images with the un-noised teacher.
+
+Reads RUN_DIR/teacher/model.keras and the unlabeled pool (by default the unlabeled part
+of the training split in RUN_DIR/data/), predicts in large batches with the teacher in
+inference mode (no dropout, no stochastic depth, no augmentation), keeps images whose top
+probability exceeds THRESHOLD, balances the classes by index, and writes RUN_DIR/pseudo/:
+
+    pool_probs.npy   teacher probabilities for every pool image (float32, n x classes)
+    indices.npy      balanced pseudo-labeled images: rows of the pool image file (with repeats)
+    targets.npy      their targets: teacher probabilities (soft) or one-hot (hard)
+    summary.json     class counts before and after balancing, pseudo-label accuracy
+    config.json      settings, the pool image file, and what made them
+
+    python pseudo_label.py --run_dir=runs/demo
+"""
+import os
+
+import keras
+import numpy as np
+
+import noisy
+
+# ------------------------------------------------------------------------------ settings
+RUN_DIR = "runs/default"  # folder every stage reads from and writes to
+UNLABELED = ""            # '' = the split's unlabeled pool; or a folder of image files (any size/mode); or an .npy (n, h, w, 3) uint8
+THRESHOLD = 0.75          # keep images whose top teacher probability exceeds this (article: 0.75)
+SOFT = True               # True: targets are the teacher's probabilities; False: one-hot of its top class
+PER_CLASS = 0             # 0 = duplicate smaller classes up to the largest (article); K = exactly K per class (paper)
+BATCH_SIZE = 1024         # images per prediction batch
+WORKERS = 4               # parallel workers reading and decoding images
+SEED = 0                  # the random remainder when duplicating images
+# ------------------------------------------------------------------------------
+noisy.install_error_hook()
+settings = noisy.configure(globals())
+noisy.require(0 <= THRESHOLD < 1, f"--threshold={THRESHOLD}: expected a probability in [0, 1)")
+noisy.require(PER_CLASS >= 0 and BATCH_SIZE >= 1, "--per_class must be >= 0 and --batch_size >= 1")
+teacher_dir, out_dir = os.path.join(RUN_DIR, "teacher"), os.path.join(RUN_DIR, "pseudo")
+teacher_config = noisy.read_config(teacher_dir, "train_teacher.py", needs=["model.keras"])
+data_config = teacher_config["data"]
+num_classes, image_shape = data_config["num_classes"], tuple(data_config["image_shape"])
+
+# 1. The unlabeled pool: an image file and the rows of it to label.
+data = noisy.load_split(os.path.join(RUN_DIR, "data"))
+hidden_labels = None  # the true labels, for diagnostics only, when the pool comes from the split
+if UNLABELED == "":
+    pool_file, rows = os.path.abspath(os.path.join(RUN_DIR, "data", "train_images.npy")), data["unlabeled"]
+    hidden_labels = data["train_labels"][rows]
+elif os.path.isdir(UNLABELED):
+    paths = noisy.list_images(UNLABELED)
+    noisy.require(paths, f"--unlabeled: {UNLABELED} holds no image files ({', '.join(noisy.data.IMAGE_EXTENSIONS)})")
+    pool_file = os.path.abspath(os.path.join(out_dir, "pool_images.npy"))
+    print(f"reading {len(paths)} images from {UNLABELED} into {pool_file} ...", flush=True)
+    kept_paths = noisy.images_to_npy(paths, pool_file, image_shape[0])
+    noisy.require(kept_paths, f"--unlabeled: none of the {len(paths)} files in {UNLABELED} could be read as an image")
+    noisy.save_text(os.path.join(out_dir, "pool_files.txt"), "\n".join(kept_paths) + "\n")
+    rows = np.arange(len(kept_paths))
+elif UNLABELED.endswith(".npy"):
+    pool_file = os.path.abspath(UNLABELED)
+    rows = np.arange(len(noisy.load_npy(pool_file)))
+else:
+    raise noisy.UserError(f"--unlabeled={UNLABELED!r}: expected '', an existing folder or an .npy file")
+pool = noisy.load_npy(pool_file)
+noisy.require(pool.dtype == np.uint8 and pool.shape[1:] == image_shape,
+              f"{pool_file}: images of shape {pool.shape[1:]} dtype {pool.dtype}; expected uint8 {image_shape}")
+noisy.require(len(rows) > 0, f"the unlabeled pool is empty (--unlabeled={UNLABELED!r}, run_dir {RUN_DIR})")
+
+# 2. Predict with the un-noised teacher: predict() runs the model in inference mode.
+teacher = keras.models.load_model(os.path.join(teacher_dir, "model.keras"))
+print(f"labeling {len(rows)} images with the teacher ...", flush=True)
+probs = teacher.predict(noisy.ImageBatches(pool, rows, BATCH_SIZE, workers=WORKERS), verbose=0)
+probs = probs.astype(np.float32)
+confidence, classes = probs.max(axis=1), probs.argmax(axis=1)
+
+# 3. Keep the confident ones.
+keep = np.flatnonzero(confidence > THRESHOLD)
+if len(keep) == 0:
+    counts, edges = np.histogram(confidence, bins=10, range=(0, 1))
+    histogram = ", ".join(f"{lo:.1f}-{hi:.1f}: {n}" for lo, hi, n in zip(edges, edges[1:], counts))
+    raise noisy.UserError(f"--threshold={THRESHOLD} keeps none of {len(rows)} images; teacher "
+                          f"confidence histogram: {histogram}")
+
+# 4. Balance the classes by index: duplicate the smaller ones (article) or take K per class.
+balanced = keep[noisy.balance_classes(classes[keep], confidence[keep], num_classes, PER_CLASS,
+                                      np.random.default_rng(SEED))]
+targets = probs[balanced] if SOFT else noisy.one_hot(classes[balanced], num_classes)
+
+summary = {"pool": len(rows), "kept": len(keep), "balanced": len(balanced),
+           "kept_per_class": np.bincount(classes[keep], minlength=num_classes).tolist(),
+           "balanced_per_class": np.bincount(classes[balanced], minlength=num_classes).tolist()}
+if hidden_labels is not None:
+    summary["accuracy_kept"] = float((classes[keep] == hidden_labels[keep]).mean())
+    summary["accuracy_pool"] = float((classes == hidden_labels).mean())
+empty = [data_config["class_names"][c] for c in range(num_classes) if summary["kept_per_class"][c] == 0]
+if empty:
+    print(f"warning: no image of class(es) {', '.join(empty)} passed the threshold")
+
+noisy.save_npy(os.path.join(out_dir, "pool_probs.npy"), probs)
+noisy.save_npy(os.path.join(out_dir, "indices.npy"), rows[balanced])
+noisy.save_npy(os.path.join(out_dir, "targets.npy"), targets)
+noisy.save_json(os.path.join(out_dir, "summary.json"), summary)
+noisy.save_json(os.path.join(out_dir, "config.json"), dict(
+    settings, stage="pseudo", pool_file=pool_file, pool_rows=len(rows), data=data_config,
+    teacher=teacher_config, sources=noisy.source_hashes(), complete=True))
+print(f"kept {len(keep)} of {len(rows)} images above {THRESHOLD}"
+      + (f" ({summary['accuracy_kept']:.1%} correct)" if hidden_labels is not None else "")
+      + f"; {len(balanced)} after balancing; per class before {summary['kept_per_class']}")
+print(f"wrote {out_dir}/")
