@@ -37,6 +37,8 @@ noisy.require(PER_CLASS >= 0 and BATCH_SIZE >= 1, "--per_class must be >= 0 and 
 teacher_dir, out_dir = os.path.join(RUN_DIR, "teacher"), os.path.join(RUN_DIR, "pseudo")
 teacher_config = noisy.read_config(teacher_dir, "train_teacher.py", needs=["model.keras"])
 data_config = teacher_config["data"]
+if os.path.isfile(os.path.join(out_dir, "config.json")):
+    os.remove(os.path.join(out_dir, "config.json"))  # until this run finishes, RUN_DIR/pseudo is unfinished
 num_classes, image_shape = data_config["num_classes"], tuple(data_config["image_shape"])
 
 # 1. The unlabeled pool: an image file and the rows of it to label.

@@ -49,9 +49,7 @@ noisy.require(LR > 0 and WEIGHT_DECAY >= 0, f"--lr must be > 0 and --weight_deca
 noisy.require(0 <= DROPOUT < 1 and 0 < SURVIVAL_LAST <= 1, "--dropout must be in [0, 1) and --survival_last in (0, 1]")
 noisy.require(0 <= MAGNITUDE <= 30 and 0 <= NUM_OPS <= 14, "--magnitude must be in [0, 30] and --num_ops in [0, 14]")
 stage_dir = os.path.join(RUN_DIR, "student")
-if os.path.isfile(os.path.join(stage_dir, "config.json")) and not RETRAIN:
-    print(f"{stage_dir} already holds a trained student; pass --retrain=True to train it again")
-    raise SystemExit(0)
+noisy.start_stage(stage_dir, "student", RETRAIN)
 pseudo_dir = os.path.join(RUN_DIR, "pseudo")
 pseudo_config = noisy.read_config(pseudo_dir, "pseudo_label.py", needs=["indices.npy", "targets.npy"])
 teacher_config = noisy.read_config(os.path.join(RUN_DIR, "teacher"), "train_teacher.py")

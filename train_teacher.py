@@ -54,9 +54,7 @@ noisy.require(LR > 0 and WEIGHT_DECAY >= 0, f"--lr must be > 0 and --weight_deca
 noisy.require(0 <= DROPOUT < 1 and 0 < SURVIVAL_LAST <= 1, "--dropout must be in [0, 1) and --survival_last in (0, 1]")
 noisy.require(0 <= MAGNITUDE <= 30 and 0 <= NUM_OPS <= 14, "--magnitude must be in [0, 30] and --num_ops in [0, 14]")
 stage_dir = os.path.join(RUN_DIR, "teacher")
-if os.path.isfile(os.path.join(stage_dir, "config.json")) and not RETRAIN:
-    print(f"{stage_dir} already holds a trained teacher; pass --retrain=True to train it again")
-    raise SystemExit(0)
+noisy.start_stage(stage_dir, "teacher", RETRAIN)
 keras.utils.set_random_seed(SEED)
 
 # 1. Labeled data: cache the source and draw the class-balanced split once per RUN_DIR.

@@ -170,6 +170,20 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
     return model, checkpoint
 
 
+def start_stage(stage_dir, name, retrain):
+    """Exit early if `stage_dir` already holds a finished stage (unless `retrain`); when
+    retraining, first drop its config.json and old checkpoints so that an interrupted
+    retrain can never pass for a finished one."""
+    config = os.path.join(stage_dir, "config.json")
+    if os.path.isfile(config) and not retrain:
+        print(f"{stage_dir} already holds a trained {name}; pass --retrain=True to train it again")
+        raise SystemExit(0)
+    if retrain:
+        if os.path.isfile(config):
+            os.remove(config)
+        shutil.rmtree(os.path.join(stage_dir, "resume"), ignore_errors=True)
+
+
 def finish_stage(stage_dir, model, config):
     """Write the stage's model and config.json (marked complete, last, with a fresh
     run_id that later stages check), then drop the resume checkpoints."""
