@@ -48,14 +48,8 @@ if UNLABELED == "":
     pool_file, rows = os.path.abspath(os.path.join(RUN_DIR, "data", "train_images.npy")), data["unlabeled"]
     hidden_labels = data["train_labels"][rows]
 elif os.path.isdir(UNLABELED):
-    paths = noisy.list_images(UNLABELED)
-    noisy.require(paths, f"--unlabeled: {UNLABELED} holds no image files ({', '.join(noisy.data.IMAGE_EXTENSIONS)})")
-    pool_file = os.path.abspath(os.path.join(out_dir, "pool_images.npy"))
-    print(f"reading {len(paths)} images from {UNLABELED} into {pool_file} ...", flush=True)
-    kept_paths = noisy.images_to_npy(paths, pool_file, image_shape[0])
-    noisy.require(kept_paths, f"--unlabeled: none of the {len(paths)} files in {UNLABELED} could be read as an image")
-    noisy.save_text(os.path.join(out_dir, "pool_files.txt"), "\n".join(kept_paths) + "\n")
-    rows = np.arange(len(kept_paths))
+    pool_file, count = noisy.cache_image_folder(UNLABELED, out_dir, image_shape[0])
+    pool_file, rows = os.path.abspath(pool_file), np.arange(count)
 elif UNLABELED.endswith(".npy"):
     pool_file = os.path.abspath(UNLABELED)
     rows = np.arange(len(noisy.load_npy(pool_file)))

@@ -3,7 +3,7 @@
 The four scripts at the top of the repository use these names; each module has its own
 docstring."""
 from noisy.artifacts import load_npy, read_config, save_json, save_npy, save_text, source_hashes
-from noisy.data import (ImageBatches, NoisyStream, balance_classes, images_to_npy, list_images, load_split,
+from noisy.data import (ImageBatches, NoisyStream, balance_classes, cache_image_folder, load_split,
                         prepare_data)
 from noisy.randaugment import RandAugment
 from noisy.resnet import PRESETS, build_resnet

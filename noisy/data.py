@@ -12,6 +12,8 @@ The teacher stage caches the source as `.npy` files in `RUN_DIR/data/` together 
 split (index arrays), so every later stage reads the same images through a memory map.
 """
 import concurrent.futures
+import hashlib
+import json
 import os
 import warnings
 
@@ -19,7 +21,7 @@ import keras
 import numpy as np
 from PIL import Image, ImageOps
 
-from noisy.artifacts import load_npy, save_json, save_npy
+from noisy.artifacts import load_npy, save_json, save_npy, save_text
 from noisy.randaugment import augment_batch
 from noisy.settings import UserError
 
@@ -68,6 +70,7 @@ def images_to_npy(paths, out_path, size, workers=8):
     """Decode `paths` into a uint8 .npy at `out_path`, streamed through a memory map so a
     pool larger than RAM never sits in memory. Unreadable files are skipped, counted and
     named in a warning. Returns the list of paths that were kept."""
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = out_path + ".partial.npy"
     images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                        shape=(max(len(paths), 1), size, size, 3))
@@ -94,7 +97,7 @@ def images_to_npy(paths, out_path, size, workers=8):
     if not kept:
         os.remove(tmp)
         return kept
-    # Trim to the images kept: rewrite the header in place when nothing was skipped.
+    # Rename when every file was read; otherwise copy the rows kept into a shorter array.
     if len(kept) == len(paths):
         os.replace(tmp, out_path)
     else:
@@ -102,12 +105,38 @@ def images_to_npy(paths, out_path, size, workers=8):
         dst = np.lib.format.open_memmap(out_path + ".trim.npy", mode="w+", dtype=np.uint8,
                                         shape=(len(kept), size, size, 3))
         for start in range(0, len(kept), 65536):
-            dst[start:start + 65536] = src[start:start + 65536]
+            stop = min(start + 65536, len(kept))
+            dst[start:stop] = src[start:stop]
         dst.flush()
         del dst, src
         os.replace(out_path + ".trim.npy", out_path)
         os.remove(tmp)
     return kept
+
+
+def cache_image_folder(folder, out_dir, size):
+    """Decode every image below `folder` into `out_dir/pool_images.npy` once, listing the
+    files kept in `out_dir/pool_files.txt`; a later call with the same file listing and
+    size reuses the cache. Returns (path of the .npy, number of images)."""
+    paths = list_images(folder)
+    if not paths:
+        raise UserError(f"--unlabeled: {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    pool_file = os.path.join(out_dir, "pool_images.npy")
+    listing = hashlib.sha256("\n".join(paths + [str(size)]).encode()).hexdigest()
+    source_file = os.path.join(out_dir, "pool_source.json")
+    if os.path.isfile(source_file) and os.path.isfile(pool_file):
+        with open(source_file) as f:
+            cached = json.load(f)
+        if cached.get("listing") == listing:
+            print(f"reusing {pool_file} ({cached['kept']} images from {folder})", flush=True)
+            return pool_file, cached["kept"]
+    print(f"reading {len(paths)} images from {folder} into {pool_file} ...", flush=True)
+    kept = images_to_npy(paths, pool_file, size)
+    if not kept:
+        raise UserError(f"--unlabeled: none of the {len(paths)} files in {folder} could be read as an image")
+    save_text(os.path.join(out_dir, "pool_files.txt"), "\n".join(kept) + "\n")
+    save_json(source_file, {"folder": os.path.abspath(folder), "listing": listing, "kept": len(kept)})
+    return pool_file, len(kept)
 
 
 # ----------------------------------------------------------------------------- labeled sources
@@ -155,9 +184,11 @@ def load_source(source, image_size=32):
             raise UserError(f"--data: {source} not found")
         try:
             with np.load(source) as f:
+                missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+                if missing:
+                    raise UserError(f"--data: {source} lacks array(s) {', '.join(missing)}; "
+                                    "expected x_train, y_train, x_test, y_test")
                 arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-        except KeyError as e:
-            raise UserError(f"--data: {source} lacks array {e}; expected x_train, y_train, x_test, y_test") from None
         except (ValueError, OSError) as e:
             raise UserError(f"--data: {source} is not a readable .npz ({e})") from None
         for k in ("x_train", "x_test"):
@@ -217,7 +248,6 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
               "num_labeled": num_labeled, "num_val": num_val, "seed": seed}
     config_path = os.path.join(data_dir, "config.json")
     if os.path.isfile(config_path):
-        import json
         with open(config_path) as f:
             config = json.load(f)
         differ = {k: (config.get(k), v) for k, v in wanted.items() if config.get(k) != v}

@@ -1,0 +1,149 @@
+"""The four scripts end to end on tiny synthetic data, their errors, resume and determinism."""
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_script
+
+TEACHER = ["--num_labeled=80", "--num_val=40", "--model=tiny", "--batch_size=32"]
+
+
+def sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def read_history(path):
+    with open(path) as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_four_scripts_end_to_end(synthetic_npz, tmp_path):
+    run = str(tmp_path / "run")
+    out = run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=3", *TEACHER)
+    assert "labeled 80, validation 40, unlabeled pool 280, test 80 images of 4 classes" in out.stdout
+    out = run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.3")
+    summary = json.load(open(os.path.join(run, "pseudo", "summary.json")))
+    assert summary["pool"] == 280 and 0 < summary["kept"] <= 280
+    assert len(set(summary["balanced_per_class"]) - {0}) == 1  # every non-empty class equal
+    indices = np.load(os.path.join(run, "pseudo", "indices.npy"))
+    targets = np.load(os.path.join(run, "pseudo", "targets.npy"))
+    assert len(indices) == summary["balanced"] == len(targets)
+    assert np.allclose(targets.sum(1), 1, atol=1e-5) and (targets.max(1) > 0.3).all()  # soft labels
+    unlabeled = np.load(os.path.join(run, "data", "unlabeled.npy"))
+    assert np.isin(indices, unlabeled).all()  # only pool images, never labeled or validation ones
+    run_script("train_student.py", f"--run_dir={run}", "--epochs=2", "--batch_size=32")
+    out = run_script("evaluate.py", f"--run_dir={run}")
+    assert "| teacher model | noise | test loss / accuracy | student model |" in out.stdout
+    results = json.load(open(os.path.join(run, "results.json")))
+    for stage in ("teacher", "student"):
+        assert 0 <= results[stage]["accuracy"] <= 1 and len(results[stage]["per_class_accuracy"]) == 4
+    assert results["teacher"]["noise"] is False and results["student"]["noise"] is True
+    assert results["teacher"]["accuracy"] > 0.4  # the colour tints are easy: chance is 0.25
+    for name in ("teacher/model.keras", "teacher/history.csv", "student/model.keras", "results.md"):
+        assert os.path.isfile(os.path.join(run, name)), name
+    assert read_history(os.path.join(run, "student", "history.csv")) == [0, 1]
+    assert not os.path.exists(os.path.join(run, "teacher", "resume"))
+    assert not [f for _, _, files in os.walk(run) for f in files if ".tmp" in f or "partial" in f]
+    # A finished stage is not retrained silently.
+    again = run_script("train_student.py", f"--run_dir={run}", "--epochs=2")
+    assert "already holds a trained student; pass --retrain=True" in again.stdout
+
+
+def test_pseudo_labels_from_a_folder_of_images(synthetic_npz, tmp_path):
+    from PIL import Image
+    from conftest import synthetic_images
+    run = str(tmp_path / "run")
+    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    folder = tmp_path / "extra"
+    folder.mkdir()
+    images, _ = synthetic_images(12, 4, size=40, seed=5)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    out = run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={folder}", "--threshold=0.0")
+    assert "skipped 1 unreadable image file(s)" in out.stderr and "broken.jpg" in out.stderr
+    pool = np.load(os.path.join(run, "pseudo", "pool_images.npy"))
+    assert pool.shape == (12, 16, 16, 3)  # resized to the teacher's input size
+    assert json.load(open(os.path.join(run, "pseudo", "summary.json")))["kept"] == 12
+
+
+def one_line_error(result):
+    """The script's own complaint is one line, last on stderr (TensorFlow may print its
+    start-up lines before it), and there is no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert lines[-1].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1
+    return lines[-1]
+
+
+def test_bad_inputs_get_one_line_errors(synthetic_npz, tmp_path):
+    run = str(tmp_path / "run")
+    error = one_line_error(run_script("train_teacher.py", "--epoch=3", check=False))
+    assert "unknown setting --epoch; valid settings:" in error and "--epochs" in error
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", check=False))
+    assert f"{run}/teacher/config.json not found: run train_teacher.py first" in error
+    error = one_line_error(run_script("train_teacher.py", f"--data={tmp_path}/missing", check=False))
+    assert "missing' is neither 'cifar10', a .npz file nor an existing folder" in error
+    error = one_line_error(run_script("train_teacher.py", f"--data={synthetic_npz}", "--num_labeled=90",
+                                      f"--run_dir={run}", check=False))
+    assert "--num_labeled=90 cannot be split evenly over 4 classes" in error
+    error = one_line_error(run_script("train_teacher.py", "--model=resnet18", check=False))
+    assert "--model='resnet18': expected one of" in error
+    error = one_line_error(run_script("pseudo_label.py", "--threshold=1.5", check=False))
+    assert "--threshold=1.5: expected a probability in [0, 1)" in error
+    error = one_line_error(run_script("train_student.py", "--epochs=two", check=False))
+    assert "--epochs expects int (like 300), got 'two'" in error
+
+
+def test_student_smaller_than_teacher_is_refused(synthetic_npz, tmp_path):
+    run = str(tmp_path / "run")
+    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1",
+               "--num_labeled=80", "--num_val=40", "--model=small", "--batch_size=32")
+    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
+    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--model=tiny", check=False))
+    assert "fewer than the teacher's small" in error
+
+
+def test_killed_training_resumes_with_each_epoch_once(synthetic_npz, tmp_path):
+    run = str(tmp_path / "run")
+    args = [sys.executable, os.path.join(REPO, "train_teacher.py"), f"--data={synthetic_npz}",
+            f"--run_dir={run}", "--epochs=25", *TEACHER]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    latest = os.path.join(run, "teacher", "resume", "latest.json")
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if os.path.exists(latest) and json.load(open(latest))["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = read_history(os.path.join(run, "teacher", "history.csv"))
+    assert 2 <= len(done) < 25, "the kill should land mid-training"
+    assert not os.path.exists(os.path.join(run, "teacher", "config.json"))
+    out = run_script(*args[1:])
+    assert f"resuming {run}/teacher after epoch" in out.stdout
+    assert read_history(os.path.join(run, "teacher", "history.csv")) == list(range(25))
+    assert os.path.isfile(os.path.join(run, "teacher", "model.keras"))
+
+
+def test_split_and_pseudo_labels_are_byte_identical_for_a_seed(synthetic_npz, tmp_path):
+    run = str(tmp_path / "run")
+    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}2", "--epochs=1", *TEACHER)
+    for name in ("labeled.npy", "val.npy", "unlabeled.npy", "train_images.npy"):
+        assert sha(os.path.join(run, "data", name)) == sha(os.path.join(run + "2", "data", name))
+    files = ("pool_probs.npy", "indices.npy", "targets.npy", "summary.json")
+    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.3")
+    first = [sha(os.path.join(run, "pseudo", f)) for f in files]
+    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.3")
+    assert [sha(os.path.join(run, "pseudo", f)) for f in files] == first
