@@ -11,7 +11,6 @@ teacher 94.14% -> 94.28% (one run each, checkpoints selected on the test set).
 """
 import os
 
-import keras
 import numpy as np
 
 import noisy
@@ -48,7 +47,7 @@ for stage, script in (("teacher", "train_teacher.py"), ("student", "train_studen
     stage_dir = os.path.join(RUN_DIR, stage)
     config = noisy.read_config(stage_dir, script, needs=["model.keras"])
     print(f"evaluating {stage_dir}/model.keras on {len(labels)} test images ...", flush=True)
-    model = keras.models.load_model(os.path.join(stage_dir, "model.keras"))
+    model = noisy.load_model(os.path.join(stage_dir, "model.keras"), script)
     results[stage] = dict(evaluate(model), model=config["model"], noise=config["noise"],
                           run_id=config["run_id"])
 class_names = noisy.read_config(os.path.join(RUN_DIR, "data"), "train_teacher.py")["class_names"]

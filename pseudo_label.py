@@ -15,7 +15,6 @@ probability exceeds THRESHOLD, balances the classes by index, and writes RUN_DIR
 """
 import os
 
-import keras
 import numpy as np
 
 import noisy
@@ -61,7 +60,7 @@ noisy.require(pool.dtype == np.uint8 and pool.shape[1:] == image_shape,
 noisy.require(len(rows) > 0, f"the unlabeled pool is empty (--unlabeled={UNLABELED!r}, run_dir {RUN_DIR})")
 
 # 2. Predict with the un-noised teacher: predict() runs the model in inference mode.
-teacher = keras.models.load_model(os.path.join(teacher_dir, "model.keras"))
+teacher = noisy.load_model(os.path.join(teacher_dir, "model.keras"), "train_teacher.py")
 print(f"labeling {len(rows)} images with the teacher ...", flush=True)
 probs = teacher.predict(noisy.ImageBatches(pool, rows, BATCH_SIZE, workers=WORKERS), verbose=0)
 probs = probs.astype(np.float32)
@@ -95,7 +94,7 @@ noisy.save_npy(os.path.join(out_dir, "indices.npy"), rows[balanced])
 noisy.save_npy(os.path.join(out_dir, "targets.npy"), targets)
 noisy.save_json(os.path.join(out_dir, "summary.json"), summary)
 noisy.save_json(os.path.join(out_dir, "config.json"), dict(
-    settings, stage="pseudo", pool_file=pool_file, pool_rows=len(rows), data=data_config,
+    settings, stage="pseudo", pool_file=noisy.relative_to_run(pool_file, RUN_DIR), pool_rows=len(rows), data=data_config,
     teacher=teacher_config, sources=noisy.source_hashes(), complete=True))
 print(f"kept {len(keep)} of {len(rows)} images above {THRESHOLD}"
       + (f" ({summary['accuracy_kept']:.1%} correct)" if hidden_labels is not None else "")

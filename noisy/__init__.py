@@ -2,7 +2,7 @@
 
 The four scripts at the top of the repository use these names; each module has its own
 docstring."""
-from noisy.artifacts import load_npy, read_config, save_json, save_npy, save_text, source_hashes
+from noisy.artifacts import load_model, load_npy, read_config, relative_to_run, save_json, save_npy, save_text, source_hashes
 from noisy.data import (ImageBatches, NoisyStream, balance_classes, cache_image_folder, load_split,
                         prepare_data)
 from noisy.randaugment import RandAugment

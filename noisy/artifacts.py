@@ -66,6 +66,13 @@ def _jsonable(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def relative_to_run(path, run_dir):
+    """`path` relative to `run_dir` when it lies inside it (so a run folder can be moved),
+    else absolute."""
+    path, run_dir = os.path.abspath(path), os.path.abspath(run_dir)
+    return os.path.relpath(path, run_dir) if path.startswith(run_dir + os.sep) else path
+
+
 def source_hashes():
     """sha256 (first 16 hex digits) of the scripts and package that ran this stage."""
     files = [os.path.abspath(sys.argv[0])] + [
@@ -96,6 +103,18 @@ def read_config(folder, stage, needs=()):
         if not os.path.exists(os.path.join(folder, name)):
             raise UserError(f"{os.path.join(folder, name)} is missing; rerun {stage}")
     return config
+
+
+def load_model(path, stage):
+    """keras.models.load_model with a clear error for a missing or damaged file."""
+    import keras  # here, so that the settings module and its helpers stay importable without it
+    if not os.path.isfile(path):
+        raise UserError(f"{path} not found: run {stage} first (or check --run_dir)")
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # zip, h5 and deserialisation errors come in many types
+        raise UserError(f"{path} cannot be loaded as a Keras model ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}); rerun {stage}") from None
 
 
 def load_npy(path, mmap=True):

@@ -147,3 +147,29 @@ def test_split_and_pseudo_labels_are_byte_identical_for_a_seed(synthetic_npz, tm
     first = [sha(os.path.join(run, "pseudo", f)) for f in files]
     run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.3")
     assert [sha(os.path.join(run, "pseudo", f)) for f in files] == first
+
+
+def test_unusable_stage_inputs_are_refused_by_name(synthetic_npz, tmp_path):
+    run = str(tmp_path / "run")
+    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.99", check=False))
+    assert "--threshold=0.99 keeps none of 280 images; teacher confidence histogram: 0.0-0.1: " in error
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={tmp_path}/none.npy",
+                                      check=False))
+    assert "none.npy not found" in error
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={empty}", check=False))
+    assert f"--unlabeled: {empty} holds no image files" in error
+    # The student needs finished pseudo-labels; a half-written stage does not count.
+    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", check=False))
+    assert f"{run}/pseudo/config.json not found: run pseudo_label.py first" in error
+    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
+    os.remove(os.path.join(run, "pseudo", "targets.npy"))
+    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", check=False))
+    assert f"{run}/pseudo/targets.npy is missing; rerun pseudo_label.py" in error
+    # A damaged model file.
+    with open(os.path.join(run, "teacher", "model.keras"), "r+b") as f:
+        f.truncate(100)
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", check=False))
+    assert f"{run}/teacher/model.keras cannot be loaded as a Keras model" in error

@@ -96,3 +96,14 @@ def test_bad_arguments_echo_the_value():
         build_resnet("resnet18")
     with pytest.raises(ValueError, match="Received: survival_last=0"):
         build_resnet("tiny", survival_last=0)
+
+
+def test_nan_loss_stops_training_with_a_clear_error():
+    from noisy.settings import UserError
+    from noisy.training import StopOnNaN
+    callback = StopOnNaN()
+    callback.on_train_batch_end(0, {"loss": 1.5})  # finite: nothing happens
+    with pytest.raises(UserError, match=r"training loss became nan at batch 7; lower --lr"):
+        callback.on_train_batch_end(7, {"loss": float("nan")})
+    with pytest.raises(UserError, match=r"became inf"):
+        callback.on_train_batch_end(1, {"loss": float("inf")})
