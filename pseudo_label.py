@@ -12,6 +12,11 @@ probability exceeds THRESHOLD, balances the classes by index, and writes RUN_DIR
     config.json      settings, the pool image file, and what made them
 
     python pseudo_label.py --run_dir=runs/demo
+
+On several GPUs or machines sharing RUN_DIR, label slices in parallel, then merge:
+
+    python pseudo_label.py --num_shards=4 --shard=0      # ... --shard=3, one per GPU
+    python pseudo_label.py --num_shards=4 --shard=-1     # merge, threshold, balance, write
 """
 import os
 
@@ -26,13 +31,17 @@ THRESHOLD = 0.75          # keep images whose top teacher probability exceeds th
 SOFT = True               # True: targets are the teacher's probabilities; False: one-hot of its top class
 PER_CLASS = 0             # 0 = duplicate smaller classes up to the largest (article); K = exactly K per class (paper)
 BATCH_SIZE = 1024         # images per prediction batch
-WORKERS = 4               # parallel workers reading and decoding images
+WORKERS = 4               # parallel workers reading images
+NUM_SHARDS = 1            # split labeling over this many runs (GPUs or machines)
+SHARD = -1                # with NUM_SHARDS > 1: the slice this run labels (0..NUM_SHARDS-1); -1 = merge them
 SEED = 0                  # the random remainder when duplicating images
 # ------------------------------------------------------------------------------
 noisy.install_error_hook()
 settings = noisy.configure(globals())
 noisy.require(0 <= THRESHOLD < 1, f"--threshold={THRESHOLD}: expected a probability in [0, 1)")
 noisy.require(PER_CLASS >= 0 and BATCH_SIZE >= 1, "--per_class must be >= 0 and --batch_size >= 1")
+noisy.require(NUM_SHARDS >= 1 and -1 <= SHARD < NUM_SHARDS,
+              f"--shard={SHARD} --num_shards={NUM_SHARDS}: expected num_shards >= 1 and shard in -1..num_shards-1")
 teacher_dir, out_dir = os.path.join(RUN_DIR, "teacher"), os.path.join(RUN_DIR, "pseudo")
 teacher_config = noisy.read_config(teacher_dir, "train_teacher.py", needs=["model.keras"])
 data_config = teacher_config["data"]
@@ -51,19 +60,32 @@ elif os.path.isdir(UNLABELED):
     pool_file, rows = os.path.abspath(pool_file), np.arange(count)
 elif UNLABELED.endswith(".npy"):
     pool_file = os.path.abspath(UNLABELED)
-    rows = np.arange(len(noisy.load_npy(pool_file)))
+    rows = np.arange(len(noisy.NpyRows(pool_file)))
 else:
     raise noisy.UserError(f"--unlabeled={UNLABELED!r}: expected '', an existing folder or an .npy file")
-pool = noisy.load_npy(pool_file)
+pool = noisy.NpyRows(pool_file)  # read by rows on demand: a pool may exceed RAM
 noisy.require(pool.dtype == np.uint8 and pool.shape[1:] == image_shape,
               f"{pool_file}: images of shape {pool.shape[1:]} dtype {pool.dtype}; expected uint8 {image_shape}")
 noisy.require(len(rows) > 0, f"the unlabeled pool is empty (--unlabeled={UNLABELED!r}, run_dir {RUN_DIR})")
 
 # 2. Predict with the un-noised teacher: predict() runs the model in inference mode.
-teacher = noisy.load_model(os.path.join(teacher_dir, "model.keras"), "train_teacher.py")
-print(f"labeling {len(rows)} images with the teacher ...", flush=True)
-probs = teacher.predict(noisy.ImageBatches(pool, rows, BATCH_SIZE, workers=WORKERS), verbose=0)
-probs = probs.astype(np.float32)
+#    With NUM_SHARDS > 1, each run labels one contiguous slice of the pool (on its own GPU
+#    or machine) and saves it; a final run with --shard=-1 merges the slices.
+shard_dir = os.path.join(out_dir, "shards")
+pool_id = {"teacher": teacher_config["run_id"], "pool_file": pool_file, "pool_rows": len(rows)}
+if NUM_SHARDS > 1 and SHARD == -1:
+    probs = noisy.merge_shards(shard_dir, NUM_SHARDS, pool_id)
+else:
+    part = np.array_split(np.arange(len(rows)), NUM_SHARDS)[max(SHARD, 0)]
+    teacher = noisy.load_model(os.path.join(teacher_dir, "model.keras"), "train_teacher.py")
+    print(f"labeling {len(part)} images with the teacher ...", flush=True)
+    probs = teacher.predict(noisy.ImageBatches(pool, rows[part], BATCH_SIZE, workers=WORKERS), verbose=0)
+    probs = probs.astype(np.float32)
+    if NUM_SHARDS > 1:
+        noisy.save_shard(shard_dir, SHARD, NUM_SHARDS, pool_id, probs)
+        print(f"wrote shard {SHARD} of {NUM_SHARDS}; when all are done, run again with --shard=-1 "
+              f"--num_shards={NUM_SHARDS} to merge, threshold and balance")
+        raise SystemExit(0)
 confidence, classes = probs.max(axis=1), probs.argmax(axis=1)
 
 # 3. Keep the confident ones.

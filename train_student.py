@@ -62,7 +62,7 @@ keras.utils.set_random_seed(SEED)
 # 1. Labeled data (one-hot) + pseudo-labeled data (the teacher's targets), by index.
 data = noisy.load_split(os.path.join(RUN_DIR, "data"))
 labeled, val = data["labeled"], data["val"]
-pool = noisy.load_npy(os.path.join(RUN_DIR, pseudo_config["pool_file"]))  # relative to RUN_DIR, or absolute
+pool = noisy.NpyRows(os.path.join(RUN_DIR, pseudo_config["pool_file"]))  # relative to RUN_DIR, or absolute
 pseudo_rows, pseudo_targets = noisy.load_npy(os.path.join(pseudo_dir, "indices.npy")), \
     noisy.load_npy(os.path.join(pseudo_dir, "targets.npy"), mmap=False)
 noisy.require(len(pseudo_rows) == len(pseudo_targets) and pseudo_targets.shape[1:] == (num_classes,),

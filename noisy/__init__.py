@@ -2,8 +2,9 @@
 
 The four scripts at the top of the repository use these names; each module has its own
 docstring."""
-from noisy.artifacts import load_model, load_npy, read_config, relative_to_run, save_json, save_npy, save_text, source_hashes
-from noisy.data import (ImageBatches, NoisyStream, balance_classes, cache_image_folder, load_split,
+from noisy.artifacts import (load_model, load_npy, merge_shards, read_config, relative_to_run, save_json,
+                             save_npy, save_shard, save_text, source_hashes)
+from noisy.data import (ImageBatches, NoisyStream, NpyRows, balance_classes, cache_image_folder, load_split,
                         prepare_data)
 from noisy.randaugment import RandAugment
 from noisy.resnet import PRESETS, build_resnet

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_images
-from noisy.data import (ImageBatches, NoisyStream, balance_classes, images_to_npy, load_source,
+from noisy.data import (ImageBatches, NoisyStream, NpyRows, balance_classes, images_to_npy, load_source,
                         prepare_data, split_indices)
 from noisy.randaugment import RandAugment
 from noisy.settings import UserError
@@ -172,3 +172,19 @@ def test_npz_with_wrong_arrays(tmp_path):
              x_test=np.zeros((2, 4, 4, 3)), y_test=[0, 1])
     with pytest.raises(UserError, match=r"float.npz:x_train has shape \(2, 4, 4, 3\) dtype float64"):
         load_source(str(tmp_path / "float.npz"))
+
+
+def test_npy_rows_reads_any_rows_like_the_array(tmp_path):
+    import pickle
+    array = np.random.default_rng(0).integers(0, 255, (50, 4, 4, 3)).astype(np.uint8)
+    np.save(tmp_path / "a.npy", array)
+    rows = NpyRows(str(tmp_path / "a.npy"))
+    assert rows.shape == array.shape and rows.dtype == np.uint8 and len(rows) == 50
+    for index in (np.array([7, 3, 4, 49, 0, 0, 8]), slice(10, 20), np.arange(50), np.array([], int)):
+        assert np.array_equal(rows[index], array[index])
+    assert np.array_equal(pickle.loads(pickle.dumps(rows))[[1, 2]], array[[1, 2]])  # for worker processes
+    with pytest.raises(IndexError, match="row out of range"):
+        rows[[50]]
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(UserError, match=r"bad.npy is not a readable .npy file"):
+        NpyRows(str(tmp_path / "bad.npy"))

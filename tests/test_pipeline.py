@@ -173,3 +173,19 @@ def test_unusable_stage_inputs_are_refused_by_name(synthetic_npz, tmp_path):
         f.truncate(100)
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", check=False))
     assert f"{run}/teacher/model.keras cannot be loaded as a Keras model" in error
+
+
+def test_sharded_labeling_merges_to_the_whole(synthetic_npz, tmp_path):
+    run = str(tmp_path / "run")
+    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.3")
+    whole = np.load(os.path.join(run, "pseudo", "pool_probs.npy"))
+    out = run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", "--shard=1")
+    assert "wrote shard 1 of 3" in out.stdout
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", check=False))
+    assert "shard(s) 0, 2 of 3 not labeled yet" in error
+    for shard in (0, 2):
+        run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", f"--shard={shard}")
+    run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", "--shard=-1", "--threshold=0.3")
+    merged = np.load(os.path.join(run, "pseudo", "pool_probs.npy"))
+    assert merged.shape == whole.shape and np.allclose(merged, whole, atol=1e-5)
