@@ -45,30 +45,34 @@ def evaluate(model):
 results = {"test_images": len(labels)}
 for stage, script in (("teacher", "train_teacher.py"), ("student", "train_student.py")):
     stage_dir = os.path.join(RUN_DIR, stage)
+    if stage == "student" and not os.path.exists(os.path.join(stage_dir, "config.json")):
+        print(f"no finished student in {stage_dir}: evaluating the teacher alone")
+        continue
     config = noisy.read_config(stage_dir, script, needs=["model.keras"])
     print(f"evaluating {stage_dir}/model.keras on {len(labels)} test images ...", flush=True)
     model = noisy.load_model(os.path.join(stage_dir, "model.keras"), script)
     results[stage] = dict(evaluate(model), model=config["model"], noise=config["noise"],
                           run_id=config["run_id"])
 class_names = noisy.read_config(os.path.join(RUN_DIR, "data"), "train_teacher.py")["class_names"]
-pseudo = noisy.read_config(os.path.join(RUN_DIR, "pseudo"), "pseudo_label.py")
-teacher, student = results["teacher"], results["student"]
+stages = [stage for stage in ("teacher", "student") if stage in results]
 
-yes_no = {True: "Yes", False: "None"}
-lines = [
-    "| teacher model | noise | test loss / accuracy | student model | noise | test loss / accuracy |",
-    "|---|---|---|---|---|---|",
-    f"| {teacher['model']} | {yes_no[teacher['noise']]} | {teacher['loss']:.4f} / {teacher['accuracy']:.2%} "
-    f"| {student['model']} | {yes_no[student['noise']]} | {student['loss']:.4f} / {student['accuracy']:.2%} |",
-    "",
-    f"Pseudo-labels: threshold {pseudo['threshold']}, {'soft' if pseudo['soft'] else 'hard'} targets.",
-    f"Expected calibration error ({ECE_BINS} bins): teacher {teacher['ece']:.4f}, student {student['ece']:.4f}.",
-    "",
-    "| class | teacher | student |",
-    "|---|---|---|",
-] + [f"| {name} | {t:.2%} | {s:.2%} |" for name, t, s in
-     zip(class_names, teacher["per_class_accuracy"], student["per_class_accuracy"])]
-table = "\n".join(lines) + "\n"
+
+def cell(r):
+    return f"{r['model']} | {'Yes' if r['noise'] else 'None'} | {r['loss']:.4f} / {r['accuracy']:.2%}"
+
+
+lines = [" | ".join(f"{stage} model | noise | test loss / accuracy" for stage in stages),
+         "---|---|---" + "|---|---|---" * (len(stages) - 1),
+         " | ".join(cell(results[stage]) for stage in stages), ""]
+if "student" in results:
+    pseudo = noisy.read_config(os.path.join(RUN_DIR, "pseudo"), "pseudo_label.py")
+    lines += [f"Pseudo-labels: threshold {pseudo['threshold']}, {'soft' if pseudo['soft'] else 'hard'} targets.", ""]
+lines += [f"Expected calibration error ({ECE_BINS} bins): "
+          + ", ".join(f"{stage} {results[stage]['ece']:.4f}" for stage in stages) + ".", "",
+          "class | " + " | ".join(stages), "---" + "|---" * len(stages)]
+lines += [f"{name} | " + " | ".join(f"{results[stage]['per_class_accuracy'][c]:.2%}" for stage in stages)
+          for c, name in enumerate(class_names)]
+table = "\n".join(f"| {line} |" if "|" in line else line for line in lines) + "\n"
 print()
 print(table)
 noisy.save_json(os.path.join(RUN_DIR, "results.json"), dict(results, class_names=class_names, settings=settings))

@@ -1,0 +1,226 @@
+"""Does Noisy Student help, and by how much? Runs the pipeline's own four scripts for six
+arms and several seeds and writes a table of test accuracy, mean +- std over seeds.
+
+Arms (issue #3): 1 teacher without noise (article experiment 1); 2 teacher with noise
+(experiment 2, also the supervised baseline with the student's noise); 3 noised student of
+teacher 1; 4 noised student of teacher 2; 5 student of teacher 2 trained without noise
+(the paper's ablation); 6 a second round, student 4 as the teacher. Per round it also
+records how many pseudo-labels were kept and how many of them are correct.
+
+    python bench/effect.py --config=cpu --data=/tmp/cifar10 --out=runs/effect-cpu
+    python bench/effect.py --config=full --data=cifar10 --unlabeled=/data/extra --out=runs/effect-full
+
+Configurations (all choices made before seeing any test number; nothing is selected on
+the test set):
+- cpu:  4,000 labels (400 per class, drawn by seed), the other 46,000 training images as
+        the unlabeled pool, no validation split (the final epoch is kept), the `tiny`
+        ResNet, Adam 0.002 with cosine decay, teacher 15 epochs (60k images seen),
+        students a budget of 75k images each. Sized for 2 CPU cores in about 1.5 hours.
+- full: the article's: all 50,000 labels less a 5,000-image validation split for
+        checkpoint selection, ResNet50, Adam 0.001 flat for 250 epochs then
+        ReduceLROnPlateau / EarlyStopping to 300, batch 64, and a folder of extra
+        unlabeled images (--unlabeled), as the article used ImageNet images.
+
+The run folder keeps each arm's RUN_DIR, the logs, this script's source and the resolved
+settings next to the table (effect.md, effect.json, effect.png). Stages already finished
+are not run again, so a killed runner continues where it stopped.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from noisy.settings import configure, install_error_hook, require  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# ------------------------------------------------------------------------------ settings
+CONFIG = "cpu"            # 'cpu' or 'full' (see the docstring)
+DATA = "cifar10"          # labeled source: 'cifar10', a class-folder directory or an .npz
+UNLABELED = ""            # '' = the training split's unlabeled pool; 'full' needs a folder of extra images
+OUT = "runs/effect"       # folder for all runs and the table
+SEEDS = (0, 1)            # one full set of arms per seed
+# ------------------------------------------------------------------------------
+CONFIGS = {
+    "cpu": dict(
+        teacher=["--num_labeled=4000", "--num_val=0", "--model=tiny", "--epochs=15"],
+        train=["--batch_size=128", "--optimizer=adam", "--lr=0.002", "--schedule=cosine",
+               "--warmup_epochs=0", "--workers=2"],
+        pseudo=["--threshold=0.75"], student_images=75_000, student_epochs=None),
+    "full": dict(
+        teacher=["--num_labeled=0", "--num_val=5000", "--model=resnet50", "--epochs=300"],
+        train=["--batch_size=64", "--optimizer=adam", "--lr=0.001", "--schedule=plateau",
+               "--flat_epochs=250", "--patience=10"],
+        pseudo=["--threshold=0.75"], student_images=None, student_epochs=300),
+    "smoke": dict(  # a check of the runner itself on tiny data, minutes on a CPU; no evidence
+        teacher=["--num_labeled=80", "--num_val=0", "--model=tiny", "--epochs=1"],
+        train=["--batch_size=32"], pseudo=["--threshold=0.3"], student_images=600, student_epochs=None),
+}
+ARMS = {1: "teacher, no noise", 2: "teacher, noise", 3: "student of 1, noise",
+        4: "student of 2, noise", 5: "student of 2, no noise", 6: "round 2: student of 4, noise"}
+
+
+def run(script, run_dir, *args):
+    """Run one stage script, logging to run_dir/log-<script>.txt; stop on failure."""
+    os.makedirs(run_dir, exist_ok=True)
+    log = os.path.join(run_dir, f"log-{script[:-3]}.txt")
+    start = time.time()
+    with open(log, "a") as f:
+        f.write(f"$ {script} {' '.join(args)}\n")
+        f.flush()
+        code = subprocess.call([sys.executable, os.path.join(REPO, script), f"--run_dir={run_dir}", *args],
+                               stdout=f, stderr=subprocess.STDOUT, cwd=REPO,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    seconds = time.time() - start
+    print(f"  {script} {run_dir}: {'ok' if code == 0 else 'FAILED'} in {seconds:.0f} s", flush=True)
+    if code != 0:
+        raise SystemExit(f"{script} failed in {run_dir}; see {log}")
+    return seconds
+
+
+def link(run_dir, name, target):
+    """run_dir/name -> target (a stage folder shared with another arm)."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, name)
+    if not os.path.islink(path):
+        os.symlink(os.path.relpath(target, run_dir), path)
+
+
+def done(run_dir, stage):
+    return os.path.isfile(os.path.join(run_dir, stage, "config.json"))
+
+
+def pseudo_and_student(run_dir, cfg, student_args):
+    timings = {}
+    if not done(run_dir, "pseudo"):
+        extra = [f"--unlabeled={os.path.abspath(UNLABELED)}"] if UNLABELED else []
+        timings["pseudo"] = run("pseudo_label.py", run_dir, *cfg["pseudo"], *extra)
+    epochs = cfg["student_epochs"]
+    if epochs is None:  # a budget of images seen, whatever the number of pseudo-labels
+        with open(os.path.join(run_dir, "pseudo", "summary.json")) as f:
+            balanced = json.load(f)["balanced"]
+        labeled = len(np.load(os.path.join(run_dir, "data", "labeled.npy")))
+        epochs = max(1, round(cfg["student_images"] / (labeled + balanced)))
+    timings["student"] = run("train_student.py", run_dir, *cfg["train"], f"--epochs={epochs}", *student_args)
+    return timings
+
+
+def one_seed(seed, cfg):
+    """Run the six arms for one seed; return per-arm test accuracy and pseudo-label stats."""
+    root = os.path.join(OUT, f"seed{seed}")
+    a, b, c, d = (os.path.join(root, x) for x in ("A-teacher-plain", "B-teacher-noised",
+                                                   "C-student-plain", "D-round2"))
+    timings = {}
+    data = [f"--data={os.path.abspath(DATA) if DATA != 'cifar10' else DATA}", f"--seed={seed}"]
+    for run_dir, noise in ((a, False), (b, True)):  # arms 1 and 2
+        timings[f"{run_dir}/teacher"] = run("train_teacher.py", run_dir, *data, *cfg["teacher"],
+                                            *cfg["train"], f"--noise={noise}")
+    for run_dir in (a, b):  # arms 3 and 4
+        timings[run_dir] = pseudo_and_student(run_dir, cfg, [f"--seed={seed}", "--noise=True"])
+    for name in ("data", "teacher", "pseudo"):  # arm 5 shares teacher 2 and its labels
+        link(c, name, os.path.join(b, name))
+    timings[c] = {"student": run("train_student.py", c, *cfg["train"], f"--seed={seed}", "--noise=False",
+                                 f"--epochs={epochs_of(b)}")}
+    link(d, "data", os.path.join(b, "data"))  # arm 6: student 4 becomes the teacher
+    link(d, "teacher", os.path.join(b, "student"))
+    timings[d] = pseudo_and_student(d, cfg, [f"--seed={seed}", "--noise=True"])
+    for run_dir in (a, b, c, d):
+        run("evaluate.py", run_dir)
+    result = {name: load(run_dir) for name, run_dir in zip("abcd", (a, b, c, d))}
+    accuracy = {1: result["a"]["teacher"]["accuracy"], 2: result["b"]["teacher"]["accuracy"],
+                3: result["a"]["student"]["accuracy"], 4: result["b"]["student"]["accuracy"],
+                5: result["c"]["student"]["accuracy"], 6: result["d"]["student"]["accuracy"]}
+    pseudo = {}
+    for label, run_dir in (("round 1, teacher 1", a), ("round 1, teacher 2", b), ("round 2, teacher 4", d)):
+        with open(os.path.join(run_dir, "pseudo", "summary.json")) as f:
+            pseudo[label] = json.load(f)
+    return {"accuracy": accuracy, "pseudo": pseudo, "timings": timings}
+
+
+def epochs_of(run_dir):
+    with open(os.path.join(run_dir, "student", "config.json")) as f:
+        return json.load(f)["epochs"]
+
+
+def load(run_dir):
+    with open(os.path.join(run_dir, "results.json")) as f:
+        return json.load(f)
+
+
+def mean_std(values):
+    values = np.asarray(values, float) * 100
+    std = values.std(ddof=1) if len(values) > 1 else float("nan")
+    return f"{values.mean():.2f} ± {std:.2f}"
+
+
+def write_table(results, seconds):
+    seeds = sorted(results)
+    lines = [f"# Noisy Student effect: config '{CONFIG}'", "",
+             f"Command: `python bench/effect.py {' '.join(sys.argv[1:])}`  ",
+             f"Seeds: {', '.join(map(str, seeds))}. Wall time: {seconds / 60:.0f} min. "
+             f"Machine: {os.cpu_count()} CPU cores, {sys.platform}, Python {sys.version.split()[0]}.", "",
+             "| arm | what | test accuracy % (mean ± std) | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|---|---|---|" + "---|" * len(seeds)]
+    for arm, what in ARMS.items():
+        values = [results[s]["accuracy"][arm] for s in seeds]
+        lines.append(f"| {arm} | {what} | {mean_std(values)} | "
+                     + " | ".join(f"{v:.2%}" for v in values) + " |")
+    gains = {"4 - 2 (student over its noised teacher)": (4, 2), "3 - 1 (student over its plain teacher)": (3, 1),
+             "4 - 5 (noise in the student)": (4, 5), "6 - 4 (second round)": (6, 4)}
+    lines += ["", "| difference | points (mean ± std over seeds) |", "|---|---|"]
+    for name, (x, y) in gains.items():
+        lines.append(f"| {name} | {mean_std([results[s]['accuracy'][x] - results[s]['accuracy'][y] for s in seeds])} |")
+    lines += ["", "| round | pseudo-labels kept (mean) | correct among kept % (mean ± std) | after balancing (mean) |",
+              "|---|---|---|---|"]
+    for label in results[seeds[0]]["pseudo"]:
+        stats = [results[s]["pseudo"][label] for s in seeds]
+        correct = [p["accuracy_kept"] for p in stats] if "accuracy_kept" in stats[0] else None
+        lines.append(f"| {label} | {np.mean([p['kept'] for p in stats]):.0f} | "
+                     f"{mean_std(correct) if correct else 'n/a'} | {np.mean([p['balanced'] for p in stats]):.0f} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(OUT, "effect.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(OUT, "effect.json"), "w") as f:
+        json.dump({"config": CONFIG, "settings": CONFIGS[CONFIG], "seeds": seeds, "results": results,
+                   "wall_seconds": seconds}, f, indent=2)
+    plot(results, seeds)
+    print(text)
+
+
+def plot(results, seeds):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    means = [np.mean([results[s]["accuracy"][a] for s in seeds]) * 100 for a in ARMS]
+    stds = [np.std([results[s]["accuracy"][a] for s in seeds], ddof=1) * 100 if len(seeds) > 1 else 0 for a in ARMS]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar([f"{a}" for a in ARMS], means, yerr=stds, capsize=4, color=["#999", "#666", "#7ab", "#39c", "#c93", "#36a"])
+    ax.set_xticks(range(len(ARMS)), [f"{a}: {w}" for a, w in ARMS.items()], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy % (mean ± std)")
+    ax.set_title(f"Noisy Student arms, config '{CONFIG}', seeds {', '.join(map(str, seeds))}")
+    ax.set_ylim(min(means) - 10, max(means) + 5)
+    fig.tight_layout()
+    fig.savefig(os.path.join(OUT, "effect.png"), dpi=120)
+
+
+if __name__ == "__main__":
+    install_error_hook()
+    settings = configure(globals())
+    require(CONFIG in CONFIGS, f"--config={CONFIG!r}: expected one of {sorted(CONFIGS)}")
+    require(CONFIG != "full" or UNLABELED, "--config=full needs --unlabeled=<folder of extra images>")
+    require(len(SEEDS) >= 1, "--seeds needs at least one seed")
+    os.makedirs(OUT, exist_ok=True)
+    shutil.copy(os.path.abspath(__file__), os.path.join(OUT, "effect.py"))  # the code next to its result
+    with open(os.path.join(OUT, "settings.json"), "w") as f:
+        json.dump(dict(settings, resolved=CONFIGS[CONFIG]), f, indent=2)
+    start = time.time()
+    results = {}
+    for seed in SEEDS:
+        print(f"seed {seed}", flush=True)
+        results[seed] = one_seed(seed, CONFIGS[CONFIG])
+    write_table(results, time.time() - start)
