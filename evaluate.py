@@ -1,8 +1,13 @@
-"""Stage 4 of Noisy Student: test loss and accuracy of the teacher and the student.
+"""Stage 4 of Noisy Student: test the teacher and the student.
 
-Reads RUN_DIR/teacher/ and RUN_DIR/student/ (models and configs) and the test split in
-RUN_DIR/data/, prints the article's table, and writes RUN_DIR/results.json (loss,
-accuracy, per-class accuracy, expected calibration error) and RUN_DIR/results.md.
+Reads RUN_DIR/teacher/ and RUN_DIR/student/ (a missing student: the teacher alone) and
+the test split in RUN_DIR/data/. Prints the article's table and writes into RUN_DIR:
+
+    results.json     loss, accuracy, per-class accuracy, confusion matrix, expected
+                     calibration error, accuracy under common corruptions
+    results.md       the same as tables
+    confusion.png    confusion matrices;  curves.png  training curves (history.csv)
+    corruptions.png  accuracy against corruption severity
 
     python evaluate.py --run_dir=runs/demo
 
@@ -14,35 +19,39 @@ import os
 import numpy as np
 
 import noisy
+from noisy.corruptions import CORRUPTIONS, corrupt
+from noisy.report import metrics, plot_confusions, plot_corruptions, plot_curves
 
 # ------------------------------------------------------------------------------ settings
 RUN_DIR = "runs/default"  # folder every stage reads from and writes to
 BATCH_SIZE = 1024         # images per prediction batch
 ECE_BINS = 15             # confidence bins for the expected calibration error
+SEVERITIES = (1, 3, 5)    # corruption severities to test (1..5); () = skip the robustness check
+CORRUPTION_IMAGES = 2000  # test images (class-balanced, fixed) per corruption; 0 = all
+PLOTS = True              # write the PNG plots
 # ------------------------------------------------------------------------------
 noisy.install_error_hook()
 settings = noisy.configure(globals())
 noisy.require(BATCH_SIZE >= 1 and ECE_BINS >= 1, "--batch_size and --ece_bins must be >= 1")
+noisy.require(all(s in (1, 2, 3, 4, 5) for s in SEVERITIES), f"--severities={SEVERITIES}: expected values in 1..5")
+noisy.require(CORRUPTION_IMAGES >= 0, "--corruption_images must be >= 0")
 data = noisy.load_split(os.path.join(RUN_DIR, "data"))
-images, labels = data["test_images"], np.asarray(data["test_labels"])
+class_names = noisy.read_config(os.path.join(RUN_DIR, "data"), "train_teacher.py")["class_names"]
+images, labels = data["test_images"][:], np.asarray(data["test_labels"])
+# A fixed, class-balanced subset for the corruption check (identical for every model).
+subset = np.arange(len(labels))
+if 0 < CORRUPTION_IMAGES < len(labels):
+    per_class = max(1, CORRUPTION_IMAGES // len(class_names))
+    subset = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(len(class_names))]))
 
 
-def evaluate(model):
-    """Loss, accuracy, per-class accuracy and expected calibration error on the test split."""
-    probs = model.predict(noisy.ImageBatches(images, np.arange(len(labels)), BATCH_SIZE), verbose=0)
-    probs = np.clip(probs.astype(np.float64), 1e-12, 1.0)
-    predicted, confidence = probs.argmax(1), probs.max(1)
-    correct = predicted == labels
-    bins = np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
-    ece = sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * (bins == b).mean()
-              for b in range(ECE_BINS) if (bins == b).any())
-    return {"loss": float(-np.log(probs[np.arange(len(labels)), labels]).mean()),
-            "accuracy": float(correct.mean()),
-            "per_class_accuracy": [float(correct[labels == c].mean()) for c in range(probs.shape[1])],
-            "ece": float(ece)}
+def predict(model, x):
+    return model.predict(noisy.ImageBatches(x, np.arange(len(x)), BATCH_SIZE), verbose=0)
 
 
-results = {"test_images": len(labels)}
+# 1. Clean test accuracy, calibration and per-class accuracy of each model.
+results, robustness = {"test_images": len(labels)}, {}
+corrupted = {(name, s): corrupt(images[subset], name, s, seed=s) for name in CORRUPTIONS for s in SEVERITIES}
 for stage, script in (("teacher", "train_teacher.py"), ("student", "train_student.py")):
     stage_dir = os.path.join(RUN_DIR, stage)
     if stage == "student" and not os.path.exists(os.path.join(stage_dir, "config.json")):
@@ -51,30 +60,52 @@ for stage, script in (("teacher", "train_teacher.py"), ("student", "train_studen
     config = noisy.read_config(stage_dir, script, needs=["model.keras"])
     print(f"evaluating {stage_dir}/model.keras on {len(labels)} test images ...", flush=True)
     model = noisy.load_model(os.path.join(stage_dir, "model.keras"), script)
-    results[stage] = dict(evaluate(model), model=config["model"], noise=config["noise"],
-                          run_id=config["run_id"])
-class_names = noisy.read_config(os.path.join(RUN_DIR, "data"), "train_teacher.py")["class_names"]
+    results[stage] = dict(metrics(predict(model, images), labels, ECE_BINS), model=config["model"],
+                          noise=config["noise"], run_id=config["run_id"])
+    # 2. Robustness: accuracy under common corruptions of the test images.
+    robustness[stage] = {name: {} for name in CORRUPTIONS} if SEVERITIES else {}
+    for (name, s), x in corrupted.items():
+        robustness[stage][name][str(s)] = float((predict(model, x).argmax(1) == labels[subset]).mean())
+    if SEVERITIES:
+        results[stage]["corruption_accuracy"] = robustness[stage]
+        results[stage]["mean_corruption_accuracy"] = float(np.mean(
+            [a for by_severity in robustness[stage].values() for a in by_severity.values()]))
 stages = [stage for stage in ("teacher", "student") if stage in results]
 
-
+# 3. Tables: the article's, then calibration, robustness and per-class accuracy.
 def cell(r):
     return f"{r['model']} | {'Yes' if r['noise'] else 'None'} | {r['loss']:.4f} / {r['accuracy']:.2%}"
 
 
-lines = [" | ".join(f"{stage} model | noise | test loss / accuracy" for stage in stages),
-         "---|---|---" + "|---|---|---" * (len(stages) - 1),
-         " | ".join(cell(results[stage]) for stage in stages), ""]
+rows = [" | ".join(f"{stage} model | noise | test loss / accuracy" for stage in stages),
+        "---|---|---" + "|---|---|---" * (len(stages) - 1),
+        " | ".join(cell(results[stage]) for stage in stages), ""]
 if "student" in results:
     pseudo = noisy.read_config(os.path.join(RUN_DIR, "pseudo"), "pseudo_label.py")
-    lines += [f"Pseudo-labels: threshold {pseudo['threshold']}, {'soft' if pseudo['soft'] else 'hard'} targets.", ""]
-lines += [f"Expected calibration error ({ECE_BINS} bins): "
-          + ", ".join(f"{stage} {results[stage]['ece']:.4f}" for stage in stages) + ".", "",
-          "class | " + " | ".join(stages), "---" + "|---" * len(stages)]
-lines += [f"{name} | " + " | ".join(f"{results[stage]['per_class_accuracy'][c]:.2%}" for stage in stages)
-          for c, name in enumerate(class_names)]
-table = "\n".join(f"| {line} |" if "|" in line else line for line in lines) + "\n"
+    rows += [f"Pseudo-labels: threshold {pseudo['threshold']}, {'soft' if pseudo['soft'] else 'hard'} targets.", ""]
+rows += [f"Expected calibration error ({ECE_BINS} bins): "
+         + ", ".join(f"{stage} {results[stage]['ece']:.4f}" for stage in stages) + ".", ""]
+if SEVERITIES:
+    rows += [f"Accuracy under corruption ({len(subset)} test images, severities {', '.join(map(str, SEVERITIES))}):", "",
+             "corruption | severity | " + " | ".join(stages), "---|---" + "|---" * len(stages)]
+    rows += [f"{name} | {s} | " + " | ".join(f"{robustness[stage][name][str(s)]:.2%}" for stage in stages)
+             for name in CORRUPTIONS for s in SEVERITIES]
+    rows += ["mean | all | " + " | ".join(f"{results[stage]['mean_corruption_accuracy']:.2%}" for stage in stages), ""]
+rows += ["class | " + " | ".join(stages), "---" + "|---" * len(stages)]
+rows += [f"{name} | " + " | ".join(f"{results[stage]['per_class_accuracy'][c]:.2%}" for stage in stages)
+         for c, name in enumerate(class_names)]
+table = "\n".join(f"| {row} |" if "|" in row else row for row in rows) + "\n"
 print()
 print(table)
 noisy.save_json(os.path.join(RUN_DIR, "results.json"), dict(results, class_names=class_names, settings=settings))
 noisy.save_text(os.path.join(RUN_DIR, "results.md"), f"# Results for {RUN_DIR}\n\n{table}")
-print(f"wrote {RUN_DIR}/results.json and {RUN_DIR}/results.md")
+
+# 4. Plots.
+if PLOTS:
+    plot_confusions({stage: results[stage] for stage in stages}, class_names, os.path.join(RUN_DIR, "confusion.png"))
+    plot_curves({stage: os.path.join(RUN_DIR, stage, "history.csv") for stage in stages},
+                os.path.join(RUN_DIR, "curves.png"))
+    if SEVERITIES:
+        plot_corruptions(robustness, {stage: results[stage]["accuracy"] for stage in stages},
+                         os.path.join(RUN_DIR, "corruptions.png"))
+print(f"wrote {RUN_DIR}/results.json, results.md" + (", confusion.png, curves.png, corruptions.png" if PLOTS else ""))

@@ -83,3 +83,16 @@ def test_flip_and_crop_moves_pixels_but_keeps_content_size():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RandAugment(**kwargs)
+
+
+def test_every_corruption_changes_images_and_grows_with_severity():
+    from noisy.corruptions import CORRUPTIONS, corrupt
+    images = np.stack([np.asarray(photo(seed=s)) for s in range(8)])
+    for name in CORRUPTIONS:
+        mild, severe = corrupt(images, name, 1), corrupt(images, name, 5)
+        assert mild.shape == images.shape and mild.dtype == np.uint8, name
+        distance = [np.abs(c.astype(int) - images).mean() for c in (mild, severe)]
+        assert 0 < distance[0] < distance[1], (name, distance)
+    assert np.array_equal(corrupt(images, "gaussian_noise", 3, seed=1), corrupt(images, "gaussian_noise", 3, seed=1))
+    with pytest.raises(ValueError, match="Received: severity=6"):
+        corrupt(images, "jpeg", 6)
