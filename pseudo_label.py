@@ -19,6 +19,7 @@ On several GPUs or machines sharing RUN_DIR, label slices in parallel, then merg
     python pseudo_label.py --num_shards=4 --shard=-1     # merge, threshold, balance, write
 """
 import os
+import time
 
 import numpy as np
 
@@ -38,6 +39,7 @@ SEED = 0                  # the random remainder when duplicating images
 # ------------------------------------------------------------------------------
 noisy.install_error_hook()
 settings = noisy.configure(globals())
+started = time.time()
 noisy.require(0 <= THRESHOLD < 1, f"--threshold={THRESHOLD}: expected a probability in [0, 1)")
 noisy.require(PER_CLASS >= 0 and BATCH_SIZE >= 1, "--per_class must be >= 0 and --batch_size >= 1")
 noisy.require(NUM_SHARDS >= 1 and -1 <= SHARD < NUM_SHARDS,
@@ -121,4 +123,6 @@ noisy.save_json(os.path.join(out_dir, "config.json"), dict(
 print(f"kept {len(keep)} of {len(rows)} images above {THRESHOLD}"
       + (f" ({summary['accuracy_kept']:.1%} correct)" if hidden_labels is not None else "")
       + f"; {len(balanced)} after balancing; per class before {summary['kept_per_class']}")
-print(f"wrote {out_dir}/")
+seconds = time.time() - started
+print(f"wrote {out_dir}/: {len(rows)} images in {seconds:.1f} s from model load to last file, "
+      f"{len(rows) / seconds:.0f} images/s end to end")
