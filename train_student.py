@@ -36,6 +36,9 @@ FLAT_EPOCHS = 250         # plateau: epochs at a flat rate before ReduceLROnPlat
 PATIENCE = 10             # plateau: EarlyStopping patience in epochs
 WORKERS = 4               # parallel workers building noised batches
 MULTIPROCESSING = False   # workers as processes (True) or threads (False)
+MIXED_PRECISION = ""      # '' (float32), 'bfloat16' (A100/H100, TPU) or 'float16' (with loss scaling)
+JIT_COMPILE = "auto"      # XLA: 'auto' (Keras decides), 'true' or 'false'
+DATA_PARALLEL = False     # True = replicate over all GPUs; BATCH_SIZE and LR are per GPU, scaled by their number
 SEED = 0                  # initialisation and noise
 RETRAIN = False           # True = train again even if RUN_DIR/student/model.keras exists
 # ------------------------------------------------------------------------------
@@ -58,6 +61,8 @@ noisy.require(pseudo_config["teacher"]["run_id"] == teacher_config["run_id"],
 data_config = teacher_config["data"]
 num_classes = data_config["num_classes"]
 keras.utils.set_random_seed(SEED)
+scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
+batch_size, lr = BATCH_SIZE * replicas, LR * replicas  # global batch, linearly scaled rate
 
 # 1. Labeled data (one-hot) + pseudo-labeled data (the teacher's targets), by index.
 data = noisy.load_split(os.path.join(RUN_DIR, "data"))
@@ -70,26 +75,29 @@ noisy.require(len(pseudo_rows) == len(pseudo_targets) and pseudo_targets.shape[1
 targets = np.concatenate([noisy.one_hot(data["train_labels"][labeled], num_classes), pseudo_targets])
 print(f"student data: {len(labeled)} labeled + {len(pseudo_rows)} pseudo-labeled images")
 
-# 2. The student: the teacher's preset or a larger one, trained from scratch with noise.
-model_name = MODEL or teacher_config["model"]
-model = noisy.build_resnet(model_name, num_classes, tuple(data_config["image_shape"]),
-                           dropout=DROPOUT if NOISE else 0.0,
-                           survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
-noisy.require(model.count_params() >= teacher_config["parameters"],
-              f"--model={model_name} has {model.count_params():,} parameters, fewer than the teacher's "
-              f"{teacher_config['model']} ({teacher_config['parameters']:,}); a student must be equal or larger")
-stream = noisy.NoisyStream([(data["train_images"], labeled), (pool, pseudo_rows)], targets, BATCH_SIZE,
+# 2. The training stream, with input noise: RandAugment per image, flip and crop.
+stream = noisy.NoisyStream([(data["train_images"], labeled), (pool, pseudo_rows)], targets, batch_size,
                            randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE) if NOISE else None,
                            flip_crop=NOISE, seed=SEED, workers=WORKERS,
                            use_multiprocessing=MULTIPROCESSING)
-steps = len(stream) * EPOCHS
-noisy.compile_model(model, noisy.make_optimizer(OPTIMIZER, LR, SCHEDULE, steps, WARMUP_EPOCHS * len(stream)))
-print(f"student {model_name}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
-      f"{EPOCHS} epochs of {len(stream)} steps")
 
-# 3. Train (resumable), keep the best epoch on the validation split, save.
-validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], num_classes)) if len(val) else None
-model, _ = noisy.fit(model, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE)
+# 3. The student: the teacher's preset or a larger one, with model noise (dropout,
+#    stochastic depth), trained from scratch (resumable) on the chosen devices; keep the
+#    best epoch on the validation split, save.
+model_name = MODEL or teacher_config["model"]
+with scope:
+    model = noisy.build_resnet(model_name, num_classes, tuple(data_config["image_shape"]),
+                               dropout=DROPOUT if NOISE else 0.0,
+                               survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
+    noisy.require(model.count_params() >= teacher_config["parameters"],
+                  f"--model={model_name} has {model.count_params():,} parameters, fewer than the teacher's "
+                  f"{teacher_config['model']} ({teacher_config['parameters']:,}); a student must be equal or larger")
+    noisy.compile_model(model, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
+                                                   WARMUP_EPOCHS * len(stream)), JIT_COMPILE)
+    print(f"student {model_name}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
+          f"{EPOCHS} epochs of {len(stream)} steps")
+    validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], num_classes)) if len(val) else None
+    model, _ = noisy.fit(model, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE)
 noisy.finish_stage(stage_dir, model, dict(settings, stage="student", model=model_name, data=data_config,
                                           parameters=model.count_params(), teacher=teacher_config,
                                           pseudo=pseudo_config, sources=noisy.source_hashes()))

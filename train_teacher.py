@@ -41,6 +41,9 @@ FLAT_EPOCHS = 250         # plateau: epochs at a flat rate before ReduceLROnPlat
 PATIENCE = 10             # plateau: EarlyStopping patience in epochs
 WORKERS = 4               # parallel workers building noised batches
 MULTIPROCESSING = False   # workers as processes (True) or threads (False)
+MIXED_PRECISION = ""      # '' (float32), 'bfloat16' (A100/H100, TPU) or 'float16' (with loss scaling)
+JIT_COMPILE = "auto"      # XLA: 'auto' (Keras decides), 'true' or 'false'
+DATA_PARALLEL = False     # True = replicate over all GPUs; BATCH_SIZE and LR are per GPU, scaled by their number
 SEED = 0                  # data split, initialisation and noise
 RETRAIN = False           # True = train again even if RUN_DIR/teacher/model.keras exists
 # ------------------------------------------------------------------------------
@@ -57,6 +60,8 @@ noisy.require(0 <= MAGNITUDE <= 30 and 0 <= NUM_OPS <= 14, "--magnitude must be 
 stage_dir = os.path.join(RUN_DIR, "teacher")
 noisy.start_stage(stage_dir, "teacher", RETRAIN)
 keras.utils.set_random_seed(SEED)
+scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
+batch_size, lr = BATCH_SIZE * replicas, LR * replicas  # global batch, linearly scaled rate
 
 # 1. Labeled data: cache the source and draw the class-balanced split once per RUN_DIR.
 data_config = noisy.prepare_data(DATA, os.path.join(RUN_DIR, "data"), NUM_LABELED, NUM_VAL, SEED)
@@ -66,23 +71,25 @@ labeled, val = data["labeled"], data["val"]
 print(f"labeled {len(labeled)}, validation {len(val)}, unlabeled pool {len(data['unlabeled'])}, "
       f"test {len(data['test_labels'])} images of {num_classes} classes")
 
-# 2. The teacher, noised like the student (article experiment 2) or not (experiment 1).
-model = noisy.build_resnet(MODEL, num_classes, tuple(data_config["image_shape"]),
-                           dropout=DROPOUT if NOISE else 0.0,
-                           survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
+# 2. The training stream, noised like the student's (article experiment 2) or not (experiment 1).
 stream = noisy.NoisyStream([(data["train_images"], labeled)],
-                           noisy.one_hot(data["train_labels"][labeled], num_classes), BATCH_SIZE,
+                           noisy.one_hot(data["train_labels"][labeled], num_classes), batch_size,
                            randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE) if NOISE else None,
                            flip_crop=NOISE, seed=SEED, workers=WORKERS,
                            use_multiprocessing=MULTIPROCESSING)
-steps = len(stream) * EPOCHS
-noisy.compile_model(model, noisy.make_optimizer(OPTIMIZER, LR, SCHEDULE, steps, WARMUP_EPOCHS * len(stream)))
-print(f"teacher {MODEL}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
-      f"{EPOCHS} epochs of {len(stream)} steps")
 
-# 3. Train (resumable), keep the best epoch on the validation split, save.
-validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], num_classes)) if len(val) else None
-model, _ = noisy.fit(model, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE)
+# 3. The teacher: build, compile and train (resumable) on the chosen devices; keep the best
+#    epoch on the validation split, save.
+with scope:
+    model = noisy.build_resnet(MODEL, num_classes, tuple(data_config["image_shape"]),
+                               dropout=DROPOUT if NOISE else 0.0,
+                               survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
+    noisy.compile_model(model, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
+                                                   WARMUP_EPOCHS * len(stream)), JIT_COMPILE)
+    print(f"teacher {MODEL}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
+          f"{EPOCHS} epochs of {len(stream)} steps")
+    validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], num_classes)) if len(val) else None
+    model, _ = noisy.fit(model, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE)
 noisy.finish_stage(stage_dir, model, dict(settings, stage="teacher", data=data_config,
                                           parameters=model.count_params(), sources=noisy.source_hashes()))
 print(f"wrote {stage_dir}/model.keras")

@@ -6,6 +6,7 @@ from noisy.artifacts import (load_model, load_npy, merge_shards, read_config, re
                              save_npy, save_shard, save_text, source_hashes)
 from noisy.data import (ImageBatches, NoisyStream, NpyRows, balance_classes, cache_image_folder, load_split,
                         prepare_data)
+from noisy.devices import configure_devices
 from noisy.randaugment import RandAugment
 from noisy.resnet import PRESETS, build_resnet
 from noisy.settings import UserError, configure, install_error_hook, require

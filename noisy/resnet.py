@@ -85,6 +85,7 @@ def build_resnet(preset="resnet50", num_classes=10, input_shape=(32, 32, 3),
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name="head_dropout")(x)
+    # float32 even under a mixed-precision policy: a bfloat16 softmax is too coarse.
     outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=l2,
-                           name="classifier")(x)
+                           dtype="float32", name="classifier")(x)
     return keras.Model(inputs, outputs, name=preset)

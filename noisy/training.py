@@ -40,9 +40,14 @@ def make_optimizer(name, lr, schedule, total_steps, warmup_steps):
     return keras.optimizers.Adam(lr)
 
 
-def compile_model(model, optimizer):
-    # Soft targets (teacher probabilities) and one-hot labels use the same loss.
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+def compile_model(model, optimizer, jit_compile="auto"):
+    """Soft targets (teacher probabilities) and one-hot labels use the same loss.
+    jit_compile: 'auto' (Keras decides), 'true' (XLA) or 'false'."""
+    if str(jit_compile).lower() not in ("auto", "true", "false"):
+        raise UserError(f"--jit_compile={jit_compile!r}: expected 'auto', 'true' or 'false'")
+    jit = {"auto": "auto", "true": True, "false": False}[str(jit_compile).lower()]
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=jit)
 
 
 class StopOnNaN(keras.callbacks.Callback):

@@ -180,7 +180,10 @@ def test_unusable_stage_inputs_are_refused_by_name(synthetic_npz, tmp_path):
 
 def test_sharded_labeling_merges_to_the_whole(synthetic_npz, tmp_path):
     run = str(tmp_path / "run")
-    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    # The GPU switches run on a CPU too: XLA, and data parallelism over the one device.
+    out = run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1",
+                     "--jit_compile=true", "--data_parallel=True", *TEACHER)
+    assert "1 epochs of 2 steps" in out.stdout  # 80 labeled images, global batch 32 on one replica
     run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.3")
     whole = np.load(os.path.join(run, "pseudo", "pool_probs.npy"))
     out = run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", "--shard=1")

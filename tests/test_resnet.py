@@ -107,3 +107,28 @@ def test_nan_loss_stops_training_with_a_clear_error():
         callback.on_train_batch_end(7, {"loss": float("nan")})
     with pytest.raises(UserError, match=r"became inf"):
         callback.on_train_batch_end(1, {"loss": float("inf")})
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_keeps_the_classifier_in_float32(precision):
+    from noisy.devices import configure_devices
+    try:
+        scope, replicas = configure_devices(precision, data_parallel=False)
+        assert replicas == 1
+        model = build_resnet("tiny", 3, (16, 16, 3))
+        assert model.get_layer("stem_conv").compute_dtype == precision
+        assert model.get_layer("classifier").compute_dtype == "float32"
+        out = model(np.zeros((2, 16, 16, 3), "float32"))
+        assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_unknown_precision_and_jit_settings_are_refused():
+    from noisy.devices import configure_devices
+    from noisy.settings import UserError
+    from noisy.training import compile_model
+    with pytest.raises(UserError, match=r"--mixed_precision='fp8': expected"):
+        configure_devices("fp8")
+    with pytest.raises(UserError, match=r"--jit_compile='yes': expected 'auto', 'true' or 'false'"):
+        compile_model(build_resnet("tiny", 3, (16, 16, 3)), "adam", "yes")

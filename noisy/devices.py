@@ -1,0 +1,34 @@
+"""GPU speed switches: mixed precision and data parallelism through the backend's own
+engine (`tf.distribute.MirroredStrategy` with TensorFlow, `keras.distribution.DataParallel`
+with JAX). XLA compilation is `compile(jit_compile=...)`, set in `compile_model`."""
+import contextlib
+
+import keras
+
+from noisy.settings import UserError
+
+PRECISIONS = ("", "bfloat16", "float16")
+
+
+def configure_devices(mixed_precision="", data_parallel=False):
+    """Set the global dtype policy and, with `data_parallel`, replicate the model over all
+    accelerators (or all CPUs where there is none). Returns (scope, replicas): build,
+    compile and fit the model inside `scope`; scale the global batch size and the
+    learning rate by `replicas` (the linear scaling rule, Goyal et al. 2017)."""
+    if mixed_precision not in PRECISIONS:
+        raise UserError(f"--mixed_precision={mixed_precision!r}: expected '', 'bfloat16' or 'float16'")
+    if mixed_precision:
+        # float16 gets dynamic loss scaling from compile(); the classifier stays float32.
+        keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
+    if not data_parallel:
+        return contextlib.nullcontext(), 1
+    backend = keras.backend.backend()
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return contextlib.nullcontext(), len(devices)
+    if backend == "tensorflow":
+        import tensorflow as tf
+        strategy = tf.distribute.MirroredStrategy()
+        return strategy.scope(), strategy.num_replicas_in_sync
+    raise UserError(f"--data_parallel=True needs the tensorflow or jax backend, not {backend}")
