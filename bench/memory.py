@@ -102,8 +102,14 @@ if __name__ == "__main__":
 
     work = WORK_DIR or tempfile.mkdtemp(prefix="bench-memory-")
     run_dir = teacher_run(os.path.join(work, "run"))
+    # The minimal teacher, trained a little on the synthetic labels so that its labels
+    # spread over all classes and the student's epoch covers the whole pool.
+    import noisy
+    data = noisy.load_split(os.path.join(run_dir, "data"))
     model = micro_model()
-    model.save(os.path.join(run_dir, "teacher", "model.keras"))  # the minimal teacher
+    noisy.compile_model(model, "adam")
+    model.fit(data["train_images"][:], noisy.one_hot(data["train_labels"], 10), epochs=20, verbose=0)
+    model.save(os.path.join(run_dir, "teacher", "model.keras"))
     pool_file = os.path.join(run_dir, "pool.npy")
     synthetic_images(IMAGES, seed=5, path=pool_file)
     pool_bytes = os.path.getsize(pool_file)
