@@ -10,5 +10,5 @@ from noisy.devices import configure_devices
 from noisy.randaugment import RandAugment
 from noisy.resnet import PRESETS, build_resnet
 from noisy.settings import UserError, configure, install_error_hook, require
-from noisy.training import (OPTIMIZERS, SCHEDULES, compile_model, finish_stage, fit,
+from noisy.training import (OPTIMIZERS, SCHEDULES, check_training_settings, compile_model, finish_stage, fit,
                             make_optimizer, one_hot, start_stage)

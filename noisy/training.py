@@ -27,6 +27,34 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "plateau")
 
 
+def check_training_settings(s, empty_model_ok=False):
+    """Range checks shared by train_teacher.py and train_student.py, on their resolved
+    settings dict (lower-case names); raises UserError naming the setting.
+    `empty_model_ok`: MODEL = '' (the student's "same as the teacher") is allowed."""
+    from noisy.devices import PRECISIONS
+    from noisy.resnet import PRESETS
+    allowed = ("'' or " if empty_model_ok else "") + f"one of {sorted(PRESETS)}"
+    checks = [
+        (s["model"] in PRESETS or (empty_model_ok and s["model"] == ""), f"--model={s['model']!r}: expected {allowed}"),
+        (s["optimizer"] in OPTIMIZERS, f"--optimizer={s['optimizer']!r}: expected one of {OPTIMIZERS}"),
+        (s["schedule"] in SCHEDULES, f"--schedule={s['schedule']!r}: expected one of {SCHEDULES}"),
+        (s["epochs"] >= 1 and s["batch_size"] >= 1 and s["workers"] >= 1,
+         "--epochs, --batch_size and --workers must be >= 1"),
+        (s["lr"] > 0 and s["weight_decay"] >= 0,
+         f"--lr must be > 0 and --weight_decay >= 0 (got {s['lr']}, {s['weight_decay']})"),
+        (0 <= s["dropout"] < 1 and 0 < s["survival_last"] <= 1,
+         "--dropout must be in [0, 1) and --survival_last in (0, 1]"),
+        (0 <= s["magnitude"] <= 30 and 0 <= s["num_ops"] <= 14,
+         "--magnitude must be in [0, 30] and --num_ops in [0, 14]"),
+        (s["warmup_epochs"] >= 0 and s["flat_epochs"] >= 0 and s["patience"] >= 1,
+         "--warmup_epochs and --flat_epochs must be >= 0 and --patience >= 1"),
+        (s["mixed_precision"] in PRECISIONS, f"--mixed_precision={s['mixed_precision']!r}: expected one of {PRECISIONS}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
 def make_optimizer(name, lr, schedule, total_steps, warmup_steps):
     """SGD (Nesterov momentum 0.9) or Adam, with a cosine (linear warmup), constant or
     plateau schedule. 'plateau' is a constant rate that `callbacks` later lowers."""
