@@ -100,7 +100,13 @@ print(table)
 noisy.save_json(os.path.join(RUN_DIR, "results.json"), dict(results, class_names=class_names, settings=settings))
 noisy.save_text(os.path.join(RUN_DIR, "results.md"), f"# Results for {RUN_DIR}\n\n{table}")
 
-# 4. Plots.
+# 4. Plots (matplotlib is in requirements.txt; a JAX-only GPU image may lack it).
+try:
+    import matplotlib  # noqa: F401
+except ImportError:
+    if PLOTS:
+        print("warning: matplotlib is not installed, so no plots were drawn (pip install matplotlib)")
+    PLOTS = False
 if PLOTS:
     plot_confusions({stage: results[stage] for stage in stages}, class_names, os.path.join(RUN_DIR, "confusion.png"))
     plot_curves({stage: os.path.join(RUN_DIR, stage, "history.csv") for stage in stages},

@@ -193,7 +193,11 @@ def write_table(results, seconds):
 
 
 def plot(results, seeds):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print("warning: matplotlib is not installed, so effect.png was not drawn")
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     means = [np.mean([results[s]["accuracy"][a] for s in seeds]) * 100 for a in ARMS]
