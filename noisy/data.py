@@ -66,6 +66,26 @@ def list_images(folder):
     return found
 
 
+def decode_images(paths, size, workers=8):
+    """Yield (path, uint8 image) for each path, in order, decoded by `workers` threads;
+    (path, exception) for a file that cannot be read as an image."""
+    def decode(path):
+        try:
+            return path, read_image(path, size)
+        except Exception as e:  # PIL raises many kinds for broken files
+            return path, e
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        yield from pool.map(decode, paths, chunksize=64)
+
+
+def warn_skipped(bad, where=""):
+    """One warning that counts and names (the first five) unreadable files."""
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        warnings.warn(f"skipped {len(bad)} unreadable image file(s){where}: {shown}", stacklevel=3)
+
+
 def images_to_npy(paths, out_path, size, workers=8):
     """Decode `paths` into a uint8 .npy at `out_path`, streamed through a memory map so a
     pool larger than RAM never sits in memory. Unreadable files are skipped, counted and
@@ -75,25 +95,15 @@ def images_to_npy(paths, out_path, size, workers=8):
     images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                        shape=(max(len(paths), 1), size, size, 3))
     kept, bad = [], []
-
-    def decode(path):
-        try:
-            return path, read_image(path, size)
-        except Exception as e:  # PIL raises many kinds for broken files
-            return path, e
-
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        for path, result in pool.map(decode, paths, chunksize=64):
-            if isinstance(result, Exception):
-                bad.append(f"{path} ({type(result).__name__})")
-            else:
-                images[len(kept)] = result
-                kept.append(path)
+    for path, result in decode_images(paths, size, workers):
+        if isinstance(result, Exception):
+            bad.append(f"{path} ({type(result).__name__})")
+        else:
+            images[len(kept)] = result
+            kept.append(path)
     images.flush()
     del images
-    if bad:
-        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        warnings.warn(f"skipped {len(bad)} unreadable image file(s): {shown}", stacklevel=2)
+    warn_skipped(bad)
     if not kept:
         os.remove(tmp)
         return kept
@@ -155,20 +165,13 @@ def _class_folder_split(folder, split, size):
         paths += files
         labels += [label] * len(files)
     images = np.empty((len(paths), size, size, 3), np.uint8)
-    bad = []
-
-    def decode(i):
-        try:
-            images[i] = read_image(paths[i], size)
-            return True
-        except Exception:
-            bad.append(paths[i])
-            return False
-
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        ok = np.fromiter(pool.map(decode, range(len(paths)), chunksize=256), bool, len(paths))
-    if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable image file(s) in {root}: {bad[:5]}", stacklevel=2)
+    ok, bad = np.zeros(len(paths), bool), []
+    for i, (path, result) in enumerate(decode_images(paths, size)):
+        if isinstance(result, Exception):
+            bad.append(f"{path} ({type(result).__name__})")
+        else:
+            images[i], ok[i] = result, True
+    warn_skipped(bad, f" in {root}")
     return images[ok], np.asarray(labels, np.int64)[ok], classes
 
 
