@@ -25,6 +25,7 @@ NUM_OPS = 2               # RandAugment: operations per image
 MAGNITUDE = 10            # RandAugment: magnitude on the 0..30 scale (see noisy/randaugment.py)
 DROPOUT = 0.5             # dropout before the classifier when NOISE (paper: 0.5)
 SURVIVAL_LAST = 0.8       # stochastic depth: survival probability of the last block when NOISE (paper: 0.8)
+LABELED_COPIES = 1        # times each labeled image appears per epoch: the labeled share of the mix (article: 1)
 EPOCHS = 300              # passes over the training data (article: 300)
 BATCH_SIZE = 64           # images per step (article: 64)
 OPTIMIZER = "adam"        # 'adam' (article) or 'sgd' (Nesterov momentum 0.9)
@@ -66,8 +67,11 @@ pseudo_rows, pseudo_targets = noisy.load_npy(os.path.join(pseudo_dir, "indices.n
     noisy.load_npy(os.path.join(pseudo_dir, "targets.npy"), mmap=False)
 noisy.require(len(pseudo_rows) == len(pseudo_targets) and pseudo_targets.shape[1:] == (num_classes,),
               f"{pseudo_dir}: indices.npy and targets.npy do not match; rerun pseudo_label.py")
+noisy.require(LABELED_COPIES >= 1, f"--labeled_copies={LABELED_COPIES}: expected an integer >= 1")
+labeled = np.tile(labeled, LABELED_COPIES)  # by index: copies cost no memory
 targets = np.concatenate([noisy.one_hot(data["train_labels"][labeled], num_classes), pseudo_targets])
-print(f"student data: {len(labeled)} labeled + {len(pseudo_rows)} pseudo-labeled images")
+print(f"student data: {len(labeled)} labeled ({LABELED_COPIES} x {len(labeled) // LABELED_COPIES}) "
+      f"+ {len(pseudo_rows)} pseudo-labeled images")
 
 # 2. The training stream, with input noise: RandAugment per image, flip and crop.
 stream = noisy.NoisyStream([(data["train_images"], labeled), (pool, pseudo_rows)], targets, batch_size,

@@ -47,19 +47,27 @@ OUT = "runs/effect"       # folder for all runs and the table
 SEEDS = (0, 1)            # one full set of arms per seed
 # ------------------------------------------------------------------------------
 CONFIGS = {
+    # teacher: train_teacher.py only; train: both training scripts; student: train_student.py
+    # only; student_images: a student's budget of images seen (its epochs follow from its
+    # data size), or student_epochs: a fixed number of epochs.
     "cpu": dict(
-        teacher=["--num_labeled=4000", "--num_val=0", "--model=tiny", "--epochs=15"],
-        train=["--batch_size=128", "--optimizer=adam", "--lr=0.002", "--schedule=cosine",
-               "--warmup_epochs=0", "--workers=2"],
-        pseudo=["--threshold=0.75"], student_images=75_000, student_epochs=None),
+        teacher=["--num_labeled=4000", "--num_val=2000", "--model=resnet9_w16", "--epochs=40",
+                 "--warmup_epochs=2"],
+        train=["--batch_size=128", "--optimizer=sgd", "--lr=0.1", "--weight_decay=5e-4", "--schedule=cosine",
+               "--mixed_precision=bfloat16", "--workers=2",
+               "--num_ops=2", "--magnitude=5", "--dropout=0.2", "--survival_last=0.9"],
+        student=["--warmup_epochs=1"], labeled_copies=3,
+        pseudo=["--threshold=0.3", "--per_class=3000"], student_images=250_000, student_epochs=None),
     "full": dict(
         teacher=["--num_labeled=0", "--num_val=5000", "--model=resnet50", "--epochs=300"],
         train=["--batch_size=64", "--optimizer=adam", "--lr=0.001", "--schedule=plateau",
                "--flat_epochs=250", "--patience=10"],
+        student=[], labeled_copies=1,
         pseudo=["--threshold=0.75"], student_images=None, student_epochs=300),
     "smoke": dict(  # a check of the runner itself on tiny data, minutes on a CPU; no evidence
         teacher=["--num_labeled=80", "--num_val=0", "--model=tiny", "--epochs=1"],
-        train=["--batch_size=32"], pseudo=["--threshold=0.3"], student_images=600, student_epochs=None),
+        train=["--batch_size=32"], student=[], labeled_copies=2,
+        pseudo=["--threshold=0.3"], student_images=600, student_epochs=None),
 }
 ARMS = {1: "teacher, no noise", 2: "teacher, noise", 3: "student of 1, noise",
         4: "student of 2, noise", 5: "student of 2, no noise", 6: "round 2: student of 4, noise"}
@@ -104,10 +112,15 @@ def pseudo_and_student(run_dir, cfg, student_args):
     if epochs is None:  # a budget of images seen, whatever the number of pseudo-labels
         with open(os.path.join(run_dir, "pseudo", "summary.json")) as f:
             balanced = json.load(f)["balanced"]
-        labeled = len(np.load(os.path.join(run_dir, "data", "labeled.npy")))
+        labeled = len(np.load(os.path.join(run_dir, "data", "labeled.npy"))) * cfg["labeled_copies"]
         epochs = max(1, round(cfg["student_images"] / (labeled + balanced)))
-    timings["student"] = run("train_student.py", run_dir, *cfg["train"], f"--epochs={epochs}", *student_args)
+    timings["student"] = run("train_student.py", run_dir, *student_settings(cfg), f"--epochs={epochs}",
+                             *student_args)
     return timings
+
+
+def student_settings(cfg):
+    return [*cfg["train"], *cfg["student"], f"--labeled_copies={cfg['labeled_copies']}"]
 
 
 def one_seed(seed, cfg):
@@ -124,13 +137,13 @@ def one_seed(seed, cfg):
         timings[run_dir] = pseudo_and_student(run_dir, cfg, [f"--seed={seed}", "--noise=True"])
     for name in ("data", "teacher", "pseudo"):  # arm 5 shares teacher 2 and its labels
         link(c, name, os.path.join(b, name))
-    timings[c] = {"student": run("train_student.py", c, *cfg["train"], f"--seed={seed}", "--noise=False",
+    timings[c] = {"student": run("train_student.py", c, *student_settings(cfg), f"--seed={seed}", "--noise=False",
                                  f"--epochs={epochs_of(b)}")}
     link(d, "data", os.path.join(b, "data"))  # arm 6: student 4 becomes the teacher
     link(d, "teacher", os.path.join(b, "student"))
     timings[d] = pseudo_and_student(d, cfg, [f"--seed={seed}", "--noise=True"])
-    for run_dir in (a, b, c, d):
-        run("evaluate.py", run_dir)
+    for run_dir in (a, b, c, d):  # the robustness check for the method's pair (arms 2 and 4) only
+        run("evaluate.py", run_dir, *([] if run_dir == b else ["--severities=()"]))
     result = {name: load(run_dir) for name, run_dir in zip("abcd", (a, b, c, d))}
     accuracy = {1: result["a"]["teacher"]["accuracy"], 2: result["b"]["teacher"]["accuracy"],
                 3: result["a"]["student"]["accuracy"], 4: result["b"]["student"]["accuracy"],

@@ -15,6 +15,14 @@ Noise (training only; both are the identity at inference):
   whole branch of each image independently and scales survivors by 1 / p_l, so no new
   layer class is needed (Keras' EfficientNet does the same). The article's Lambda layer
   dropped a block for the whole batch at once.
+
+The `resnet9_*` presets are the fast CIFAR ResNet of the DAWNBench / airbench lineage
+(Page 2018, "How to train your ResNet"; Jordan 2024, airbench): per stage a 3x3 conv that
+widens, a 2x2 max-pool that halves the image, then basic residual blocks (two 3x3 convs).
+They trade the bottleneck ResNet's full-resolution stages for width at low resolution,
+which is 4-8x cheaper per image and what lets the whole Noisy Student table run on two
+CPU cores (bench/effect.py --config=cpu). The same noises apply: stochastic depth on
+their residual blocks, dropout before the classifier.
 """
 import keras
 from keras import layers
@@ -28,6 +36,14 @@ PRESETS = {
     "tiny": (16, (1, 1, 1, 1), (16, 32, 48, 96), (1, 2, 1, 2)),         # ~0.3M params, tests
 }
 EXPANSION = 4
+# name: (stem filters, stage widths, residual blocks per stage); every stage halves the image
+RESNET9_PRESETS = {
+    "resnet9_w16": (16, (32, 64, 128), (1, 0, 1)),   # ~0.4M params
+    "resnet9_w24": (24, (48, 96, 192), (1, 0, 1)),   # ~0.9M params
+    "resnet9_w32": (32, (64, 128, 256), (1, 0, 1)),  # ~1.6M params
+}
+
+MODELS = sorted(PRESETS) + sorted(RESNET9_PRESETS)  # every name build_resnet accepts
 
 
 def survival_probabilities(num_blocks, survival_last):
@@ -58,6 +74,27 @@ def _bottleneck(x, width, stride, survival, name, l2):
     return layers.Activation("relu", name=name + "_out")(x)
 
 
+def _basic(x, width, survival, name, l2):
+    """Two 3x3 conv-BN(-ReLU) layers added to the input (no projection: same width)."""
+    y = _conv_bn(x, width, 3, 1, name + "_1", l2)
+    y = _conv_bn(y, width, 3, 1, name + "_2", l2, zero_gamma=True)
+    if survival < 1.0:
+        y = layers.Dropout(1.0 - survival, noise_shape=(None, 1, 1, 1), name=name + "_drop")(y)
+    return layers.Add(name=name + "_add")([x, y])
+
+
+def _resnet9_trunk(x, preset, survival_last, l2):
+    stem, widths, blocks = RESNET9_PRESETS[preset]
+    survival = iter(survival_probabilities(sum(blocks), survival_last))
+    x = _conv_bn(x, stem, 3, 1, "stem", l2)
+    for stage, (width, depth) in enumerate(zip(widths, blocks), start=1):
+        x = _conv_bn(x, width, 3, 1, f"stage{stage}_widen", l2)
+        x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
+        for block in range(depth):
+            x = _basic(x, width, next(survival), f"stage{stage}_block{block + 1}", l2)
+    return x
+
+
 def build_resnet(preset="resnet50", num_classes=10, input_shape=(32, 32, 3),
                  dropout=0.0, survival_last=1.0, weight_decay=0.0):
     """Build a ResNet preset. Inputs are uint8-range pixels (0..255); outputs are softmax
@@ -65,23 +102,25 @@ def build_resnet(preset="resnet50", num_classes=10, input_shape=(32, 32, 3),
     stochastic depth (1.0 = off, Noisy Student: 0.8); `weight_decay` is applied as an L2
     penalty (weight_decay / 2) * |w|^2 on conv and dense kernels, not on BN or biases.
     It lives in the model rather than the optimizer so that it survives save and resume."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if preset not in MODELS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {MODELS}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
     if not 0.0 < survival_last <= 1.0:
         raise ValueError(f"survival_last must be in (0, 1]. Received: survival_last={survival_last}")
-    stem, depths, widths, strides = PRESETS[preset]
-    survival = iter(survival_probabilities(sum(depths), survival_last))
     l2 = keras.regularizers.L2(weight_decay / 2) if weight_decay > 0 else None
-
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    x = _conv_bn(x, stem, 5, 1, "stem", l2)
-    for stage, (depth, width, stride) in enumerate(zip(depths, widths, strides), start=1):
-        for block in range(depth):
-            x = _bottleneck(x, width, stride if block == 0 else 1, next(survival),
-                            f"stage{stage}_block{block + 1}", l2)
+    if preset in RESNET9_PRESETS:
+        x = _resnet9_trunk(x, preset, survival_last, l2)
+    else:
+        stem, depths, widths, strides = PRESETS[preset]
+        survival = iter(survival_probabilities(sum(depths), survival_last))
+        x = _conv_bn(x, stem, 5, 1, "stem", l2)
+        for stage, (depth, width, stride) in enumerate(zip(depths, widths, strides), start=1):
+            for block in range(depth):
+                x = _bottleneck(x, width, stride if block == 0 else 1, next(survival),
+                                f"stage{stage}_block{block + 1}", l2)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name="head_dropout")(x)

@@ -32,10 +32,10 @@ def check_training_settings(s, empty_model_ok=False):
     settings dict (lower-case names); raises UserError naming the setting.
     `empty_model_ok`: MODEL = '' (the student's "same as the teacher") is allowed."""
     from noisy.devices import PRECISIONS
-    from noisy.resnet import PRESETS
-    allowed = ("'' or " if empty_model_ok else "") + f"one of {sorted(PRESETS)}"
+    from noisy.resnet import MODELS
+    allowed = ("'' or " if empty_model_ok else "") + f"one of {MODELS}"
     checks = [
-        (s["model"] in PRESETS or (empty_model_ok and s["model"] == ""), f"--model={s['model']!r}: expected {allowed}"),
+        (s["model"] in MODELS or (empty_model_ok and s["model"] == ""), f"--model={s['model']!r}: expected {allowed}"),
         (s["optimizer"] in OPTIMIZERS, f"--optimizer={s['optimizer']!r}: expected one of {OPTIMIZERS}"),
         (s["schedule"] in SCHEDULES, f"--schedule={s['schedule']!r}: expected one of {SCHEDULES}"),
         (s["epochs"] >= 1 and s["batch_size"] >= 1 and s["workers"] >= 1,

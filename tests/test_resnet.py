@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import keras
 
-from noisy.resnet import PRESETS, build_resnet, survival_probabilities
+from noisy.resnet import PRESETS, RESNET9_PRESETS, build_resnet, survival_probabilities
 
 
 def test_survival_decays_linearly_to_the_last_block():
@@ -34,7 +34,17 @@ def test_presets_grow_from_tiny_to_students():
     assert counts["resnet101"] > counts["resnet50"] and counts["wide_resnet50"] > counts["resnet50"]
 
 
-@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_resnet9_presets_halve_the_image_per_stage_and_grow_in_width():
+    counts = [build_resnet(name, 10, (32, 32, 3)).count_params() for name in sorted(RESNET9_PRESETS)]
+    assert counts == sorted(counts) and 3e5 < counts[0] < 5e5  # w16 < w24 < w32
+    model = build_resnet("resnet9_w16", 10, (32, 32, 3), dropout=0.5, survival_last=0.8)
+    assert model.get_layer("stage3_block1_add").output.shape[1:] == (4, 4, 128)
+    drops = [layer for layer in model.layers if layer.name.endswith("_drop")]
+    assert [round(1 - d.rate, 6) for d in drops] == [0.9, 0.8]  # two residual blocks, linear to 0.8
+    assert model.get_layer("head_dropout").rate == 0.5
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "resnet9_w16"])
 def test_forward_and_backward_at_a_tiny_size(name):
     model = build_resnet(name, 3, (16, 16, 3), dropout=0.5, survival_last=0.8, weight_decay=5e-4)
     model.compile("adam", "categorical_crossentropy")
