@@ -20,7 +20,7 @@ the test set):
         pseudo-labels above 0.3, soft, 3,000 per class (most confident first), labeled
         images 3 times per student epoch; noise calibrated for this small model on the
         validation split of seed 0: RandAugment N=2 M=5, dropout 0.2, stochastic depth to
-        survival 0.9 (docs/RESULTS.md lists what was tried). About 1.7 hours on 2 cores.
+        survival 0.9 (docs/RESULTS.md lists what was tried). About 1.6 hours on 2 cores.
 - full: the article's: all 50,000 labels less a 5,000-image validation split for
         checkpoint selection, ResNet50, Adam 0.001 flat for 250 epochs then
         ReduceLROnPlateau / EarlyStopping to 300, batch 64, and a folder of extra
