@@ -46,6 +46,7 @@ RETRAIN = False           # True = train again even if RUN_DIR/student/model.ker
 noisy.install_error_hook()
 settings = noisy.configure(globals())
 noisy.check_training_settings(settings, empty_model_ok=True)
+noisy.require(LABELED_COPIES >= 1, f"--labeled_copies={LABELED_COPIES}: expected an integer >= 1")
 stage_dir = os.path.join(RUN_DIR, "student")
 noisy.start_stage(stage_dir, "student", RETRAIN)
 pseudo_dir = os.path.join(RUN_DIR, "pseudo")
@@ -67,7 +68,6 @@ pseudo_rows, pseudo_targets = noisy.load_npy(os.path.join(pseudo_dir, "indices.n
     noisy.load_npy(os.path.join(pseudo_dir, "targets.npy"), mmap=False)
 noisy.require(len(pseudo_rows) == len(pseudo_targets) and pseudo_targets.shape[1:] == (num_classes,),
               f"{pseudo_dir}: indices.npy and targets.npy do not match; rerun pseudo_label.py")
-noisy.require(LABELED_COPIES >= 1, f"--labeled_copies={LABELED_COPIES}: expected an integer >= 1")
 labeled = np.tile(labeled, LABELED_COPIES)  # by index: copies cost no memory
 targets = np.concatenate([noisy.one_hot(data["train_labels"][labeled], num_classes), pseudo_targets])
 print(f"student data: {len(labeled)} labeled ({LABELED_COPIES} x {len(labeled) // LABELED_COPIES}) "

@@ -21,8 +21,8 @@ The `resnet9_*` presets are the fast CIFAR ResNet of the DAWNBench / airbench li
 widens, a 2x2 max-pool that halves the image, then basic residual blocks (two 3x3 convs).
 They trade the bottleneck ResNet's full-resolution stages for width at low resolution,
 so an image costs far fewer activations and FLOPs; that is what lets the whole Noisy
-Student table run on two CPU cores (bench/effect.py --config=cpu). The same noises apply: stochastic depth on
-their residual blocks, dropout before the classifier.
+Student table run on two CPU cores (bench/effect.py --config=cpu). The same noises
+apply: stochastic depth on their residual blocks, dropout before the classifier.
 """
 import keras
 from keras import layers

@@ -107,6 +107,8 @@ def test_bad_inputs_get_one_line_errors(synthetic_npz, tmp_path):
     assert "--threshold=1.5: expected a probability in [0, 1)" in error
     error = one_line_error(run_script("train_student.py", "--epochs=two", check=False))
     assert "--epochs expects int (like 300), got 'two'" in error
+    error = one_line_error(run_script("train_student.py", "--labeled_copies=0", check=False))
+    assert "--labeled_copies=0: expected an integer >= 1" in error
 
 
 def test_student_smaller_than_teacher_is_refused(synthetic_npz, tmp_path):
