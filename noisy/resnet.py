@@ -59,6 +59,14 @@ def _conv_bn(x, filters, kernel, stride, name, l2, relu=True, zero_gamma=False):
     return layers.Activation("relu", name=name + "_relu")(x) if relu else x
 
 
+def _add_branch(shortcut, branch, survival, name):
+    """shortcut + branch, the branch dropped per image with probability 1 - survival
+    (stochastic depth; see the module docstring)."""
+    if survival < 1.0:  # a block that never drops gets no layer
+        branch = layers.Dropout(1.0 - survival, noise_shape=(None, 1, 1, 1), name=name + "_drop")(branch)
+    return layers.Add(name=name + "_add")([shortcut, branch])
+
+
 def _bottleneck(x, width, stride, survival, name, l2):
     shortcut = x
     out_filters = width * EXPANSION
@@ -68,9 +76,7 @@ def _bottleneck(x, width, stride, survival, name, l2):
     y = _conv_bn(y, width, 3, stride, name + "_2", l2)  # stride on the 3x3, not on the 1x1
     # Zero-initialised last BN: every block starts as the identity (Goyal et al. 2017).
     y = _conv_bn(y, out_filters, 1, 1, name + "_3", l2, relu=False, zero_gamma=True)
-    if survival < 1.0:  # a block that never drops gets no layer
-        y = layers.Dropout(1.0 - survival, noise_shape=(None, 1, 1, 1), name=name + "_drop")(y)
-    x = layers.Add(name=name + "_add")([shortcut, y])
+    x = _add_branch(shortcut, y, survival, name)
     return layers.Activation("relu", name=name + "_out")(x)
 
 
@@ -78,9 +84,7 @@ def _basic(x, width, survival, name, l2):
     """Two 3x3 conv-BN(-ReLU) layers added to the input (no projection: same width)."""
     y = _conv_bn(x, width, 3, 1, name + "_1", l2)
     y = _conv_bn(y, width, 3, 1, name + "_2", l2, zero_gamma=True)
-    if survival < 1.0:
-        y = layers.Dropout(1.0 - survival, noise_shape=(None, 1, 1, 1), name=name + "_drop")(y)
-    return layers.Add(name=name + "_add")([x, y])
+    return _add_branch(x, y, survival, name)
 
 
 def _resnet9_trunk(x, preset, survival_last, l2):
