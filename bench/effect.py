@@ -70,7 +70,7 @@ CONFIGS = {
         student=[], labeled_copies=1,
         pseudo=["--threshold=0.75"], student_images=None, student_epochs=300),
     "smoke": dict(  # a check of the runner itself on tiny data, minutes on a CPU; no evidence
-        teacher=["--num_labeled=80", "--num_val=0", "--model=tiny", "--epochs=1"],
+        teacher=["--num_labeled=80", "--num_val=20", "--model=tiny", "--epochs=1"],
         train=["--batch_size=32"], student=[], labeled_copies=2,
         pseudo=["--threshold=0.3"], student_images=600, student_epochs=None),
 }

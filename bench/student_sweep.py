@@ -1,0 +1,153 @@
+"""Choose the student's recipe on the validation split: many student variants from one
+noised teacher (arm 2 of bench/effect.py), several stage processes at a time.
+
+    KERAS_BACKEND=jax python bench/student_sweep.py --data=/tmp/cifar10 --out=/tmp/sweep --parallel=8
+    python bench/student_sweep.py --config=smoke --data=<synthetic.npz> --variants="('base','nonoise')"
+
+It trains the teacher with the runner's configuration (--config, as in bench/effect.py),
+pseudo-labels the pool once per distinct labeling, trains each student variant and
+reports the best validation accuracy of every model (history.csv): the 2,000 validation
+images carved from the training split, never the test set. No test number is computed.
+The table (sweep.md) is rewritten after every finished stage, so a run stopped at a time
+limit still leaves what it measured.
+"""
+import concurrent.futures
+import csv
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.effect import CONFIGS, link, run, student_settings  # noqa: E402
+from noisy.settings import configure, install_error_hook, require  # noqa: E402
+
+# ------------------------------------------------------------------------------ settings
+CONFIG = "cpu"            # the runner's configuration the variants start from
+DATA = "cifar10"          # labeled source, as for bench/effect.py
+OUT = "runs/sweep"        # folder for the runs
+REPORT = ""               # '' = OUT/sweep.md; the table (and a .json beside it)
+SEEDS = (0,)              # one noised teacher per seed
+PARALLEL = 4              # stage processes at a time (a GPU box: several share the chip)
+VARIANTS = ()             # () = all of STUDENTS below, or a tuple of their names
+EXTRA = ()                # arguments appended to every stage, e.g. ("--workers=2",)
+# ------------------------------------------------------------------------------
+# name -> (pseudo-labeling arguments, student arguments, budget as a multiple of the
+# configuration's student_images). Later arguments override the configuration's.
+PSEUDO = {"soft": [], "hard": ["--soft=False"], "all": ["--threshold=0.0", "--per_class=4400"]}
+STUDENTS = {
+    "base": ("soft", [], 1),
+    "nonoise": ("soft", ["--noise=False"], 1),
+    "x3": ("soft", [], 3),
+    "x6": ("soft", [], 6),
+    "nonoise_x3": ("soft", ["--noise=False"], 3),
+    "w24": ("soft", ["--model=resnet9_w24"], 1),
+    "w24_x3": ("soft", ["--model=resnet9_w24"], 3),
+    "hard": ("hard", [], 1),
+    "hard_x3": ("hard", [], 3),
+    "all": ("all", [], 1),
+    "copies1": ("soft", ["--labeled_copies=1"], 1),
+    "input_noise_only": ("soft", ["--dropout=0.0", "--survival_last=1.0"], 1),
+    "strong_x3": ("soft", ["--magnitude=10", "--dropout=0.5", "--survival_last=0.8"], 3),
+}
+
+
+def best_val(stage_dir):
+    """(best val_accuracy, its epoch, epochs run) from a stage's history.csv."""
+    with open(os.path.join(stage_dir, "history.csv")) as f:
+        rows = list(csv.DictReader(f))
+    best = max(rows, key=lambda r: float(r["val_accuracy"]))
+    return float(best["val_accuracy"]), int(best["epoch"]), len(rows)
+
+
+def write_report(rows, started):
+    path = REPORT or os.path.join(OUT, "sweep.md")
+    lines = [f"# Student variants on the validation split (config '{CONFIG}')", "",
+             f"Command: `python bench/student_sweep.py {' '.join(sys.argv[1:])}`  ",
+             f"Backend {os.environ.get('KERAS_BACKEND', 'tensorflow')}; {os.cpu_count()} CPU cores; "
+             f"{(time.time() - started) / 60:.1f} min so far. Accuracy: best epoch on the validation split.", "",
+             "| seed | model | pseudo-labels | extra arguments | images seen | val accuracy % | best epoch / epochs | s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["seed"], r["name"] != "teacher", r["name"])):
+        lines.append(f"| {r['seed']} | {r['name']} | {r.get('pseudo', '')} | {' '.join(r.get('args', []))} | "
+                     f"{r.get('images', '')} | {r.get('val', 'failed')} | {r.get('epochs', '')} | {r['seconds']:.0f} |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.splitext(path)[0] + ".json", "w") as f:
+        json.dump(rows, f, indent=2)
+
+
+def stage(script, run_dir, args, row, rows, started):
+    start = time.time()
+    try:
+        run(script, run_dir, *args, *EXTRA)
+        if script != "pseudo_label.py":
+            val, epoch, epochs = best_val(os.path.join(run_dir, "student" if "student" in script else "teacher"))
+            row.update(val=f"{val:.2%}", epochs=f"{epoch} / {epochs}")
+        else:
+            with open(os.path.join(run_dir, "pseudo", "summary.json")) as f:
+                s = json.load(f)
+            row.update(val=f"kept {s['kept']} at {s['accuracy_kept']:.1%} correct, {s['balanced']} balanced")
+    except SystemExit as e:
+        print(e, flush=True)
+    row["seconds"] = time.time() - start
+    rows.append(row)
+    write_report(rows, started)
+    return "val" in row
+
+
+def one_teacher(seed, cfg, rows, started, pool):
+    root = os.path.join(OUT, f"seed{seed}")
+    teacher = os.path.join(root, "teacher")
+    data = [f"--data={os.path.abspath(DATA) if DATA != 'cifar10' else DATA}", f"--seed={seed}"]
+    if not stage("train_teacher.py", teacher, [*data, *cfg["teacher"], *cfg["train"], "--noise=True"],
+          {"seed": seed, "name": "teacher"}, rows, started):
+        return []
+    names = VARIANTS or tuple(STUDENTS)
+    pseudos = sorted({STUDENTS[n][0] for n in names})
+    for p in pseudos:
+        link(os.path.join(root, f"pseudo-{p}"), "data", os.path.join(teacher, "data"))
+        link(os.path.join(root, f"pseudo-{p}"), "teacher", os.path.join(teacher, "teacher"))
+    list(pool.map(lambda p: stage("pseudo_label.py", os.path.join(root, f"pseudo-{p}"),
+                                  [*cfg["pseudo"], *PSEUDO[p]],
+                                  {"seed": seed, "name": f"pseudo-labels '{p}'", "args": PSEUDO[p]}, rows, started),
+                  pseudos))
+    labeled = len(np.load(os.path.join(teacher, "data", "labeled.npy")))
+    jobs = []
+    for name in sorted(names, key=lambda n: -STUDENTS[n][2]):  # the longest first
+        p, args, budget = STUDENTS[name]
+        run_dir = os.path.join(root, name)
+        for part in ("data", "teacher", "pseudo"):
+            link(run_dir, part, os.path.join(root, f"pseudo-{p}", part))
+        copies = int(next((a.split("=")[1] for a in args if a.startswith("--labeled_copies=")),
+                          cfg["labeled_copies"]))
+        summary = os.path.join(root, f"pseudo-{p}", "pseudo", "summary.json")
+        if not os.path.isfile(summary):  # its labeling failed (reported in the table)
+            continue
+        with open(summary) as f:
+            balanced = json.load(f)["balanced"]
+        images = cfg["student_images"] * budget
+        epochs = max(1, round(images / (labeled * copies + balanced)))
+        args = [*student_settings(cfg), f"--epochs={epochs}", f"--seed={seed}", *args]
+        row = {"seed": seed, "name": name, "pseudo": p, "args": STUDENTS[name][1], "images": images}
+        jobs.append(pool.submit(stage, "train_student.py", run_dir, args, row, rows, started))
+    return jobs
+
+
+if __name__ == "__main__":
+    install_error_hook()
+    configure(globals())
+    require(CONFIG in CONFIGS, f"--config={CONFIG!r}: expected one of {sorted(CONFIGS)}")
+    unknown = [n for n in VARIANTS if n not in STUDENTS]
+    require(not unknown, f"--variants: unknown {unknown}; expected names from {sorted(STUDENTS)}")
+    os.makedirs(OUT, exist_ok=True)
+    started, rows = time.time(), []
+    # Teachers of all seeds in parallel, then each seed's labeling and students as they come.
+    with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool, \
+            concurrent.futures.ThreadPoolExecutor(len(SEEDS)) as seeds:
+        jobs = list(seeds.map(lambda s: one_teacher(s, CONFIGS[CONFIG], rows, started, pool), SEEDS))
+        concurrent.futures.wait([j for js in jobs for j in js])
+    write_report(rows, started)
+    print(open(REPORT or os.path.join(OUT, "sweep.md")).read())
