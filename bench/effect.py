@@ -16,11 +16,13 @@ the test set):
         (keeps each model's best epoch), the other 44,000 training images as the
         unlabeled pool; the fast `resnet9_w16` (0.41M parameters) for teachers and
         students; SGD (Nesterov, 0.1, weight decay 5e-4, cosine), batch 128, bfloat16;
-        teachers 40 epochs (160k images seen), students a budget of 250k images each;
-        pseudo-labels above 0.3, soft, 3,000 per class (most confident first), labeled
-        images 3 times per student epoch; noise calibrated for this small model on the
-        validation split of seed 0: RandAugment N=2 M=5, dropout 0.2, stochastic depth to
-        survival 0.9 (docs/RESULTS.md lists what was tried). About 1.6 hours on 2 cores.
+        teachers 40 epochs (160k images seen), students a budget of 750k images each;
+        pseudo-labels above 0.3, hard, 3,000 per class (most confident first), labeled
+        images 3 times per student epoch; noise RandAugment N=2 M=5, dropout 0.2,
+        stochastic depth to survival 0.9. All chosen on the validation split of seed 0
+        (docs/RESULTS.md; the student's budget and label type with bench/student_sweep.py).
+        About 4 hours on 2 cores: the student needs 3x the images of the earlier
+        250k-image configuration to pass its teacher, see docs/RESULTS.md.
 - full: the article's: all 50,000 labels less a 5,000-image validation split for
         checkpoint selection, ResNet50, Adam 0.001 flat for 250 epochs then
         ReduceLROnPlateau / EarlyStopping to 300, batch 64, and a folder of extra
@@ -62,7 +64,8 @@ CONFIGS = {
                "--mixed_precision=bfloat16", "--workers=2",
                "--num_ops=2", "--magnitude=5", "--dropout=0.2", "--survival_last=0.9"],
         student=["--warmup_epochs=1"], labeled_copies=3,
-        pseudo=["--threshold=0.3", "--per_class=3000"], student_images=250_000, student_epochs=None),
+        pseudo=["--threshold=0.3", "--per_class=3000", "--soft=False"], student_images=750_000,
+        student_epochs=None),
     "full": dict(
         teacher=["--num_labeled=0", "--num_val=5000", "--model=resnet50", "--epochs=300"],
         train=["--batch_size=64", "--optimizer=adam", "--lr=0.001", "--schedule=plateau",
@@ -72,7 +75,7 @@ CONFIGS = {
     "smoke": dict(  # a check of the runner itself on tiny data, minutes on a CPU; no evidence
         teacher=["--num_labeled=80", "--num_val=20", "--model=tiny", "--epochs=1"],
         train=["--batch_size=32"], student=[], labeled_copies=2,
-        pseudo=["--threshold=0.3"], student_images=600, student_epochs=None),
+        pseudo=["--threshold=0.0"], student_images=600, student_epochs=None),
 }
 ARMS = {1: "teacher, no noise", 2: "teacher, noise", 3: "student of 1, noise",
         4: "student of 2, noise", 5: "student of 2, no noise", 6: "round 2: student of 4, noise"}
@@ -109,46 +112,63 @@ def done(run_dir, stage):
 
 
 def pseudo_and_student(run_dir, cfg, student_args):
-    timings = {}
     if not done(run_dir, "pseudo"):
         extra = [f"--unlabeled={os.path.abspath(UNLABELED)}"] if UNLABELED else []
-        timings["pseudo"] = run("pseudo_label.py", run_dir, *cfg["pseudo"], *extra)
+        run("pseudo_label.py", run_dir, *cfg["pseudo"], *extra)
     epochs = cfg["student_epochs"]
     if epochs is None:  # a budget of images seen, whatever the number of pseudo-labels
         with open(os.path.join(run_dir, "pseudo", "summary.json")) as f:
             balanced = json.load(f)["balanced"]
         labeled = len(np.load(os.path.join(run_dir, "data", "labeled.npy"))) * cfg["labeled_copies"]
         epochs = max(1, round(cfg["student_images"] / (labeled + balanced)))
-    timings["student"] = run("train_student.py", run_dir, *student_settings(cfg), f"--epochs={epochs}",
-                             *student_args)
-    return timings
+    run("train_student.py", run_dir, *student_settings(cfg), f"--epochs={epochs}", *student_args)
 
 
 def student_settings(cfg):
     return [*cfg["train"], *cfg["student"], f"--labeled_copies={cfg['labeled_copies']}"]
 
 
-def one_seed(seed, cfg):
-    """Run the six arms for one seed; return per-arm test accuracy and pseudo-label stats."""
+def arm_dirs(seed):
+    """Run folders of one seed: A teacher 1 (arms 1, 3), B teacher 2 (arms 2, 4),
+    C arm 5 (shares B's teacher and labels), D round 2 (arm 6, student 4 as teacher)."""
     root = os.path.join(OUT, f"seed{seed}")
-    a, b, c, d = (os.path.join(root, x) for x in ("A-teacher-plain", "B-teacher-noised",
-                                                   "C-student-plain", "D-round2"))
-    timings = {}
+    return [os.path.join(root, x) for x in ("A-teacher-plain", "B-teacher-noised", "C-student-plain", "D-round2")]
+
+
+def phases(seed, cfg):
+    """The stages of one seed in four phases: arms 2 and 4 (the method's pair), arm 5 (its
+    ablation), arms 1 and 3, arm 6. Every seed finishes a phase before any seed starts
+    the next, so the comparisons the issue targets have all seeds first; each phase
+    evaluates what it trained."""
+    a, b, c, d = arm_dirs(seed)
     data = [f"--data={os.path.abspath(DATA) if DATA != 'cifar10' else DATA}", f"--seed={seed}"]
-    for run_dir, noise in ((a, False), (b, True)):  # arms 1 and 2
-        timings[f"{run_dir}/teacher"] = run("train_teacher.py", run_dir, *data, *cfg["teacher"],
-                                            *cfg["train"], f"--noise={noise}")
-    for run_dir in (a, b):  # arms 3 and 4
-        timings[run_dir] = pseudo_and_student(run_dir, cfg, [f"--seed={seed}", "--noise=True"])
-    for name in ("data", "teacher", "pseudo"):  # arm 5 shares teacher 2 and its labels
-        link(c, name, os.path.join(b, name))
-    timings[c] = {"student": run("train_student.py", c, *student_settings(cfg), f"--seed={seed}", "--noise=False",
-                                 f"--epochs={epochs_of(b)}")}
-    link(d, "data", os.path.join(b, "data"))  # arm 6: student 4 becomes the teacher
-    link(d, "teacher", os.path.join(b, "student"))
-    timings[d] = pseudo_and_student(d, cfg, [f"--seed={seed}", "--noise=True"])
-    for run_dir in (a, b, c, d):  # the robustness check for the method's pair (arms 2 and 4) only
-        run("evaluate.py", run_dir, *([] if run_dir == b else ["--severities=()"]))
+    noised = [f"--seed={seed}", "--noise=True"]
+
+    def teacher_and_student(run_dir, noise):  # arms 2 + 4, or arms 1 + 3
+        run("train_teacher.py", run_dir, *data, *cfg["teacher"], *cfg["train"], f"--noise={noise}")
+        pseudo_and_student(run_dir, cfg, noised)
+        run("evaluate.py", run_dir, *([] if noise else ["--severities=()"]))  # robustness: arms 2 and 4
+
+    def plain_student():  # arm 5 shares teacher 2 and its labels
+        for name in ("data", "teacher", "pseudo"):
+            link(c, name, os.path.join(b, name))
+        run("train_student.py", c, *student_settings(cfg), f"--seed={seed}", "--noise=False",
+            f"--epochs={epochs_of(b)}")
+        run("evaluate.py", c, "--severities=()")
+
+    def second_round():  # arm 6: student 4 becomes the teacher
+        link(d, "data", os.path.join(b, "data"))
+        link(d, "teacher", os.path.join(b, "student"))
+        pseudo_and_student(d, cfg, noised)
+        run("evaluate.py", d, "--severities=()")
+
+    return [lambda: teacher_and_student(b, True), plain_student, lambda: teacher_and_student(a, False),
+            second_round]
+
+
+def collect(seed):
+    """Per-arm test accuracy and per-round pseudo-label stats of one finished seed."""
+    a, b, c, d = arm_dirs(seed)
     result = {name: load(run_dir) for name, run_dir in zip("abcd", (a, b, c, d))}
     accuracy = {1: result["a"]["teacher"]["accuracy"], 2: result["b"]["teacher"]["accuracy"],
                 3: result["a"]["student"]["accuracy"], 4: result["b"]["student"]["accuracy"],
@@ -157,7 +177,7 @@ def one_seed(seed, cfg):
     for label, run_dir in (("round 1, teacher 1", a), ("round 1, teacher 2", b), ("round 2, teacher 4", d)):
         with open(os.path.join(run_dir, "pseudo", "summary.json")) as f:
             pseudo[label] = json.load(f)
-    return {"accuracy": accuracy, "pseudo": pseudo, "timings": timings}
+    return {"accuracy": accuracy, "pseudo": pseudo}
 
 
 def epochs_of(run_dir):
@@ -241,8 +261,9 @@ if __name__ == "__main__":
     with open(os.path.join(OUT, "settings.json"), "w") as f:
         json.dump(dict(settings, resolved=CONFIGS[CONFIG]), f, indent=2)
     start = time.time()
-    results = {}
-    for seed in SEEDS:
-        print(f"seed {seed}", flush=True)
-        results[seed] = one_seed(seed, CONFIGS[CONFIG])
-    write_table(results, time.time() - start)
+    plan = {seed: phases(seed, CONFIGS[CONFIG]) for seed in SEEDS}
+    for phase in range(4):
+        for seed in SEEDS:
+            print(f"phase {phase + 1}, seed {seed}", flush=True)
+            plan[seed][phase]()
+    write_table({seed: collect(seed) for seed in SEEDS}, time.time() - start)
