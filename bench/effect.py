@@ -9,6 +9,7 @@ records how many pseudo-labels were kept and how many of them are correct.
 
     python bench/effect.py --config=cpu --data=/tmp/cifar10 --out=runs/effect-cpu
     python bench/effect.py --config=full --data=cifar10 --unlabeled=/data/extra --out=runs/effect-full
+    python bench/effect.py --config=cpu --out=runs/effect-cpu --table_only=True   # the table so far
 
 Configurations (all choices made before seeing any test number; nothing is selected on
 the test set):
@@ -29,8 +30,11 @@ the test set):
         unlabeled images (--unlabeled), as the article used ImageNet images.
 
 The run folder keeps each arm's RUN_DIR, the logs, this script's source and the resolved
-settings next to the table (effect.md, effect.json, effect.png). Stages already finished
-are not run again, so a killed runner continues where it stopped.
+settings next to the table (effect.md, effect.json, effect.png). The stages run in four
+phases over all seeds (arms 2 and 4; arm 5; arms 1 and 3; arm 6), and the table is
+rewritten after each, marked partial until every arm has every seed. Stages already
+finished are not run again, and a training stopped mid-way resumes from its last epoch,
+so a killed runner continues where it stopped.
 """
 import json
 import os
@@ -52,6 +56,7 @@ DATA = "cifar10"          # labeled source: 'cifar10', a class-folder directory 
 UNLABELED = ""            # '' = the training split's unlabeled pool; 'full' needs a folder of extra images
 OUT = "runs/effect"       # folder for all runs and the table
 SEEDS = (0, 1)            # one full set of arms per seed
+TABLE_ONLY = False        # True = write the table from the stages finished so far; train nothing
 # ------------------------------------------------------------------------------
 CONFIGS = {
     # teacher: train_teacher.py only; train: both training scripts; student: train_student.py
@@ -166,17 +171,24 @@ def phases(seed, cfg):
             second_round]
 
 
+ARM_SOURCES = {1: ("a", "teacher"), 2: ("b", "teacher"), 3: ("a", "student"), 4: ("b", "student"),
+               5: ("c", "student"), 6: ("d", "student")}  # run folder (arm_dirs order) and model
+ROUNDS = {"round 1, teacher 1": "a", "round 1, teacher 2": "b", "round 2, teacher 4": "d"}
+
+
 def collect(seed):
-    """Per-arm test accuracy and per-round pseudo-label stats of one finished seed."""
-    a, b, c, d = arm_dirs(seed)
-    result = {name: load(run_dir) for name, run_dir in zip("abcd", (a, b, c, d))}
-    accuracy = {1: result["a"]["teacher"]["accuracy"], 2: result["b"]["teacher"]["accuracy"],
-                3: result["a"]["student"]["accuracy"], 4: result["b"]["student"]["accuracy"],
-                5: result["c"]["student"]["accuracy"], 6: result["d"]["student"]["accuracy"]}
+    """Per-arm test accuracy (None for an arm not evaluated yet) and per-round
+    pseudo-label stats (rounds not labeled yet left out) of one seed."""
+    dirs = dict(zip("abcd", arm_dirs(seed)))
+    result = {k: load(d) for k, d in dirs.items() if os.path.isfile(os.path.join(d, "results.json"))}
+    accuracy = {arm: result[k][model]["accuracy"] if model in result.get(k, {}) else None
+                for arm, (k, model) in ARM_SOURCES.items()}
     pseudo = {}
-    for label, run_dir in (("round 1, teacher 1", a), ("round 1, teacher 2", b), ("round 2, teacher 4", d)):
-        with open(os.path.join(run_dir, "pseudo", "summary.json")) as f:
-            pseudo[label] = json.load(f)
+    for label, k in ROUNDS.items():
+        path = os.path.join(dirs[k], "pseudo", "summary.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                pseudo[label] = json.load(f)
     return {"accuracy": accuracy, "pseudo": pseudo}
 
 
@@ -191,41 +203,57 @@ def load(run_dir):
 
 
 def mean_std(values):
+    """'mean ± std' in percent (std over seeds, ddof 1); one value is marked as such."""
     values = np.asarray(values, float) * 100
-    std = values.std(ddof=1) if len(values) > 1 else float("nan")
-    return f"{values.mean():.2f} ± {std:.2f}"
+    if len(values) == 0:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (one seed)"
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
 
 
 def write_table(results, seconds):
+    """effect.md / effect.json / effect.png from what has finished; an arm or round some
+    seeds lack is averaged over the others, and the table says over which."""
     seeds = sorted(results)
+    missing = [f"arm {arm} seed {s}" for arm in ARMS for s in seeds if results[s]["accuracy"][arm] is None]
     lines = [f"# Noisy Student effect: config '{CONFIG}'", "",
              f"Command: `python bench/effect.py {' '.join(sys.argv[1:])}`  ",
-             f"Seeds: {', '.join(map(str, seeds))}. Wall time: {seconds / 60:.0f} min. "
-             f"Machine: {os.cpu_count()} CPU cores, {sys.platform}, Python {sys.version.split()[0]}.", "",
-             "| arm | what | test accuracy % (mean ± std) | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-             "|---|---|---|" + "---|" * len(seeds)]
+             f"Seeds: {', '.join(map(str, seeds))}. Wall time: "
+             f"{'not measured (--table_only)' if seconds is None else f'{seconds / 60:.0f} min'}. "
+             f"Machine: {os.cpu_count()} CPU cores, {sys.platform}, Python {sys.version.split()[0]}.", ""]
+    if missing:
+        lines += [f"**Partial table**: not finished yet: {', '.join(missing)}.", ""]
+    lines += ["| arm | what | test accuracy % (mean ± std) | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|---|---|---|" + "---|" * len(seeds)]
     for arm, what in ARMS.items():
         values = [results[s]["accuracy"][arm] for s in seeds]
-        lines.append(f"| {arm} | {what} | {mean_std(values)} | "
-                     + " | ".join(f"{v:.2%}" for v in values) + " |")
+        lines.append(f"| {arm} | {what} | {mean_std([v for v in values if v is not None])} | "
+                     + " | ".join("-" if v is None else f"{v:.2%}" for v in values) + " |")
     gains = {"4 - 2 (student over its noised teacher)": (4, 2), "3 - 1 (student over its plain teacher)": (3, 1),
              "4 - 5 (noise in the student)": (4, 5), "6 - 4 (second round)": (6, 4)}
-    lines += ["", "| difference | points (mean ± std over seeds) |", "|---|---|"]
+    lines += ["", "| difference | points (mean ± std over seeds) | seeds |", "|---|---|---|"]
     for name, (x, y) in gains.items():
-        lines.append(f"| {name} | {mean_std([results[s]['accuracy'][x] - results[s]['accuracy'][y] for s in seeds])} |")
-    lines += ["", "| round | pseudo-labels kept (mean) | correct among kept % (mean ± std) | after balancing (mean) |",
-              "|---|---|---|---|"]
-    for label in results[seeds[0]]["pseudo"]:
-        stats = [results[s]["pseudo"][label] for s in seeds]
+        both = [s for s in seeds if results[s]["accuracy"][x] is not None and results[s]["accuracy"][y] is not None]
+        lines.append(f"| {name} | {mean_std([results[s]['accuracy'][x] - results[s]['accuracy'][y] for s in both])} "
+                     f"| {', '.join(map(str, both)) or '-'} |")
+    lines += ["", "| round | pseudo-labels kept (mean) | correct among kept % (mean ± std) | after balancing (mean) "
+              "| seeds |", "|---|---|---|---|---|"]
+    for label in ROUNDS:
+        have = [s for s in seeds if label in results[s]["pseudo"]]
+        if not have:
+            continue
+        stats = [results[s]["pseudo"][label] for s in have]
         correct = [p["accuracy_kept"] for p in stats] if "accuracy_kept" in stats[0] else None
         lines.append(f"| {label} | {np.mean([p['kept'] for p in stats]):.0f} | "
-                     f"{mean_std(correct) if correct else 'n/a'} | {np.mean([p['balanced'] for p in stats]):.0f} |")
+                     f"{mean_std(correct) if correct else 'n/a'} | {np.mean([p['balanced'] for p in stats]):.0f} "
+                     f"| {', '.join(map(str, have))} |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(OUT, "effect.md"), "w") as f:
         f.write(text)
     with open(os.path.join(OUT, "effect.json"), "w") as f:
         json.dump({"config": CONFIG, "settings": CONFIGS[CONFIG], "seeds": seeds, "results": results,
-                   "wall_seconds": seconds}, f, indent=2)
+                   "wall_seconds": seconds, "missing": missing}, f, indent=2)
     plot(results, seeds)
     print(text)
 
@@ -238,11 +266,17 @@ def plot(results, seeds):
         return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    means = [np.mean([results[s]["accuracy"][a] for s in seeds]) * 100 for a in ARMS]
-    stds = [np.std([results[s]["accuracy"][a] for s in seeds], ddof=1) * 100 if len(seeds) > 1 else 0 for a in ARMS]
+    values = {a: [results[s]["accuracy"][a] * 100 for s in seeds if results[s]["accuracy"][a] is not None]
+              for a in ARMS}
+    arms = [a for a in ARMS if values[a]]  # a partial table draws the arms it has
+    if not arms:
+        return
+    means = [np.mean(values[a]) for a in arms]
+    stds = [np.std(values[a], ddof=1) if len(values[a]) > 1 else 0 for a in arms]
+    colors = dict(zip(ARMS, ["#999", "#666", "#7ab", "#39c", "#c93", "#36a"]))
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.bar([f"{a}" for a in ARMS], means, yerr=stds, capsize=4, color=["#999", "#666", "#7ab", "#39c", "#c93", "#36a"])
-    ax.set_xticks(range(len(ARMS)), [f"{a}: {w}" for a, w in ARMS.items()], rotation=20, ha="right", fontsize=8)
+    ax.bar(range(len(arms)), means, yerr=stds, capsize=4, color=[colors[a] for a in arms])
+    ax.set_xticks(range(len(arms)), [f"{a}: {ARMS[a]}" for a in arms], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy % (mean ± std)")
     ax.set_title(f"Noisy Student arms, config '{CONFIG}', seeds {', '.join(map(str, seeds))}")
     ax.set_ylim(min(means) - 10, max(means) + 5)
@@ -257,6 +291,9 @@ if __name__ == "__main__":
     require(CONFIG != "full" or UNLABELED, "--config=full needs --unlabeled=<folder of extra images>")
     require(len(SEEDS) >= 1, "--seeds needs at least one seed")
     os.makedirs(OUT, exist_ok=True)
+    if TABLE_ONLY:
+        write_table({seed: collect(seed) for seed in SEEDS}, None)
+        raise SystemExit(0)
     shutil.copy(os.path.abspath(__file__), os.path.join(OUT, "effect.py"))  # the code next to its result
     with open(os.path.join(OUT, "settings.json"), "w") as f:
         json.dump(dict(settings, resolved=CONFIGS[CONFIG]), f, indent=2)
@@ -266,4 +303,4 @@ if __name__ == "__main__":
         for seed in SEEDS:
             print(f"phase {phase + 1}, seed {seed}", flush=True)
             plan[seed][phase]()
-    write_table({seed: collect(seed) for seed in SEEDS}, time.time() - start)
+        write_table({seed: collect(seed) for seed in SEEDS}, time.time() - start)  # after every phase
