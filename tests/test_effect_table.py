@@ -1,0 +1,55 @@
+"""The experiment runner's table (bench/effect.py) from finished and unfinished arms."""
+import json
+import os
+
+import pytest
+
+import bench.effect as effect
+
+
+@pytest.fixture
+def out(tmp_path, monkeypatch):
+    monkeypatch.setattr(effect, "OUT", str(tmp_path))
+    monkeypatch.setattr(effect, "CONFIG", "cpu")
+    return tmp_path
+
+
+def write_json(path, value):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(value, f)
+
+
+def test_collect_reads_the_arms_and_rounds_that_have_finished(out):
+    a, b, c, d = effect.arm_dirs(0)
+    write_json(os.path.join(b, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.69}})
+    write_json(os.path.join(b, "pseudo", "summary.json"), {"kept": 41000, "balanced": 30000, "accuracy_kept": 0.675})
+    write_json(os.path.join(c, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.67}})
+    result = effect.collect(0)
+    assert result["accuracy"] == {1: None, 2: 0.64, 3: None, 4: 0.69, 5: 0.67, 6: None}
+    assert list(result["pseudo"]) == ["round 1, teacher 2"]
+
+
+def test_partial_table_averages_what_exists_and_names_what_is_missing(out):
+    seed0 = {1: 0.60, 2: 0.64, 3: 0.65, 4: 0.69, 5: 0.66, 6: None}
+    seed1 = {1: None, 2: 0.66, 3: None, 4: 0.70, 5: None, 6: None}
+    pseudo = {"round 1, teacher 2": {"kept": 41000, "balanced": 30000, "accuracy_kept": 0.675}}
+    effect.write_table({0: {"accuracy": seed0, "pseudo": pseudo}, 1: {"accuracy": seed1, "pseudo": pseudo}}, None)
+    text = (out / "effect.md").read_text()
+    assert "**Partial table**" in text
+    assert "| 2 | teacher, noise | 65.00 ± 1.41 | 64.00% | 66.00% |" in text
+    assert "| 5 | student of 2, no noise | 66.00 (one seed) | 66.00% | - |" in text
+    assert "| 6 | round 2: student of 4, noise | - | - | - |" in text
+    assert "| 4 - 2 (student over its noised teacher) | 4.50 ± 0.71 | 0, 1 |" in text  # +5 and +4
+    assert "| 4 - 5 (noise in the student) | 3.00 (one seed) | 0 |" in text
+    assert "| round 1, teacher 2 | 41000 | 67.50 ± 0.00 | 30000 | 0, 1 |" in text
+    saved = json.loads((out / "effect.json").read_text())
+    assert saved["missing"] == ["arm 1 seed 1", "arm 3 seed 1", "arm 5 seed 1", "arm 6 seed 0", "arm 6 seed 1"]
+
+
+def test_complete_table_is_not_marked_partial(out):
+    acc = {arm: 0.5 + arm / 100 for arm in effect.ARMS}
+    effect.write_table({0: {"accuracy": acc, "pseudo": {}}, 1: {"accuracy": dict(acc), "pseudo": {}}}, 600)
+    text = (out / "effect.md").read_text()
+    assert "Partial" not in text and "Wall time: 10 min" in text
+    assert "| 6 - 4 (second round) | 2.00 ± 0.00 | 0, 1 |" in text
