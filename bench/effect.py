@@ -276,7 +276,9 @@ def plot(results, seeds):
     colors = dict(zip(ARMS, ["#999", "#666", "#7ab", "#39c", "#c93", "#36a"]))
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.bar(range(len(arms)), means, yerr=stds, capsize=4, color=[colors[a] for a in arms])
-    ax.set_xticks(range(len(arms)), [f"{a}: {ARMS[a]}" for a in arms], rotation=20, ha="right", fontsize=8)
+    ax.set_xticks(range(len(arms)), [f"{a}: {ARMS[a]}" + (f" ({len(values[a])} of {len(seeds)} seeds)"
+                                                          if len(values[a]) < len(seeds) else "") for a in arms],
+                  rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy % (mean ± std)")
     ax.set_title(f"Noisy Student arms, config '{CONFIG}', seeds {', '.join(map(str, seeds))}")
     ax.set_ylim(min(means) - 10, max(means) + 5)
