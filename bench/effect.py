@@ -87,7 +87,8 @@ ARMS = {1: "teacher, no noise", 2: "teacher, noise", 3: "student of 1, noise",
 
 
 def run(script, run_dir, *args):
-    """Run one stage script, logging to run_dir/log-<script>.txt; stop on failure."""
+    """Run one stage script, logging to run_dir/log-<script>.txt (its command, output and
+    time); stop on failure."""
     os.makedirs(run_dir, exist_ok=True)
     log = os.path.join(run_dir, f"log-{script[:-3]}.txt")
     start = time.time()
@@ -97,7 +98,8 @@ def run(script, run_dir, *args):
         code = subprocess.call([sys.executable, os.path.join(REPO, script), f"--run_dir={run_dir}", *args],
                                stdout=f, stderr=subprocess.STDOUT, cwd=REPO,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    seconds = time.time() - start
+        seconds = time.time() - start
+        f.write(f"# exit code {code} after {seconds:.0f} s, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")  # stage time
     print(f"  {script} {run_dir}: {'ok' if code == 0 else 'FAILED'} in {seconds:.0f} s", flush=True)
     if code != 0:
         raise SystemExit(f"{script} failed in {run_dir}; see {log}")
