@@ -124,11 +124,17 @@ def pseudo_and_student(run_dir, cfg, student_args):
         run("pseudo_label.py", run_dir, *cfg["pseudo"], *extra)
     epochs = cfg["student_epochs"]
     if epochs is None:  # a budget of images seen, whatever the number of pseudo-labels
-        with open(os.path.join(run_dir, "pseudo", "summary.json")) as f:
-            balanced = json.load(f)["balanced"]
-        labeled = len(np.load(os.path.join(run_dir, "data", "labeled.npy"))) * cfg["labeled_copies"]
-        epochs = max(1, round(cfg["student_images"] / (labeled + balanced)))
+        epochs = epochs_for(run_dir, cfg["student_images"], cfg["labeled_copies"])
     run("train_student.py", run_dir, *student_settings(cfg), f"--epochs={epochs}", *student_args)
+
+
+def epochs_for(run_dir, images, labeled_copies):
+    """Student epochs that see about `images` images: per epoch, run_dir's labeled split
+    `labeled_copies` times plus its balanced pseudo-labels."""
+    with open(os.path.join(run_dir, "pseudo", "summary.json")) as f:
+        balanced = json.load(f)["balanced"]
+    labeled = len(np.load(os.path.join(run_dir, "data", "labeled.npy"))) * labeled_copies
+    return max(1, round(images / (labeled + balanced)))
 
 
 def student_settings(cfg):

@@ -18,10 +18,9 @@ import os
 import sys
 import time
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.effect import CONFIGS, link, run, student_settings  # noqa: E402
+from bench.effect import CONFIGS, done, epochs_for, link, run, student_settings  # noqa: E402
 from noisy.settings import configure, install_error_hook, require  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
@@ -119,7 +118,6 @@ def one_teacher(seed, cfg, rows, started, pool):
                                   [*cfg["pseudo"], *PSEUDO[p]],
                                   {"seed": seed, "name": f"pseudo-labels '{p}'", "args": PSEUDO[p]}, rows, started),
                   pseudos))
-    labeled = len(np.load(os.path.join(teacher, "data", "labeled.npy")))
     jobs = []
     for name in sorted(names, key=lambda n: -STUDENTS[n][2]):  # the longest first
         p, args, images = STUDENTS[name]
@@ -128,13 +126,10 @@ def one_teacher(seed, cfg, rows, started, pool):
             link(run_dir, part, os.path.join(root, f"pseudo-{p}", part))
         copies = int(next((a.split("=")[1] for a in args if a.startswith("--labeled_copies=")),
                           cfg["labeled_copies"]))
-        summary = os.path.join(root, f"pseudo-{p}", "pseudo", "summary.json")
-        if not os.path.isfile(summary):  # its labeling failed (reported in the table)
+        if not done(os.path.join(root, f"pseudo-{p}"), "pseudo"):  # its labeling failed (reported in the table)
             continue
-        with open(summary) as f:
-            balanced = json.load(f)["balanced"]
         images = round(images * BUDGET_SCALE)
-        epochs = max(1, round(images / (labeled * copies + balanced)))
+        epochs = epochs_for(os.path.join(root, f"pseudo-{p}"), images, copies)
         args = [*student_settings(cfg), f"--epochs={epochs}", f"--seed={seed}", *args]
         row = {"seed": seed, "name": name, "pseudo": p, "args": STUDENTS[name][1], "images": images}
         jobs.append(pool.submit(stage, "train_student.py", run_dir, args, row, rows, started))
