@@ -197,7 +197,18 @@ def collect(seed):
         if os.path.isfile(path):
             with open(path) as f:
                 pseudo[label] = json.load(f)
+            if "accuracy_kept" in pseudo[label]:  # the pool is the split's own: its labels are known
+                pseudo[label]["accuracy_balanced"] = balanced_accuracy(dirs[k])
     return {"accuracy": accuracy, "pseudo": pseudo}
+
+
+def balanced_accuracy(run_dir):
+    """Fraction of the balanced pseudo-labels (what the student trains on) that are
+    correct: their top class against the hidden labels of the training rows they label."""
+    rows = np.load(os.path.join(run_dir, "pseudo", "indices.npy"))
+    targets = np.load(os.path.join(run_dir, "pseudo", "targets.npy"))
+    labels = np.load(os.path.join(run_dir, "data", "train_labels.npy"))
+    return float((targets.argmax(axis=1) == labels[rows]).mean())
 
 
 def epochs_of(run_dir):
@@ -246,15 +257,16 @@ def write_table(results, seconds):
         lines.append(f"| {name} | {mean_std([results[s]['accuracy'][x] - results[s]['accuracy'][y] for s in both])} "
                      f"| {', '.join(map(str, both)) or '-'} |")
     lines += ["", "| round | pseudo-labels kept (mean) | correct among kept % (mean ± std) | after balancing (mean) "
-              "| seeds |", "|---|---|---|---|---|"]
+              "| correct after balancing % (mean ± std) | seeds |", "|---|---|---|---|---|---|"]
     for label in ROUNDS:
         have = [s for s in seeds if label in results[s]["pseudo"]]
         if not have:
             continue
         stats = [results[s]["pseudo"][label] for s in have]
-        correct = [p["accuracy_kept"] for p in stats] if "accuracy_kept" in stats[0] else None
-        lines.append(f"| {label} | {np.mean([p['kept'] for p in stats]):.0f} | "
-                     f"{mean_std(correct) if correct else 'n/a'} | {np.mean([p['balanced'] for p in stats]):.0f} "
+        correct = {key: mean_std([p[key] for p in stats]) if key in stats[0] else "n/a"
+                   for key in ("accuracy_kept", "accuracy_balanced")}
+        lines.append(f"| {label} | {np.mean([p['kept'] for p in stats]):.0f} | {correct['accuracy_kept']} | "
+                     f"{np.mean([p['balanced'] for p in stats]):.0f} | {correct['accuracy_balanced']} "
                      f"| {', '.join(map(str, have))} |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(OUT, "effect.md"), "w") as f:

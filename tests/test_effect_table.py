@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 import bench.effect as effect
@@ -24,16 +25,28 @@ def test_collect_reads_the_arms_and_rounds_that_have_finished(out):
     a, b, c, d = effect.arm_dirs(0)
     write_json(os.path.join(b, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.69}})
     write_json(os.path.join(b, "pseudo", "summary.json"), {"kept": 41000, "balanced": 30000, "accuracy_kept": 0.675})
+    os.makedirs(os.path.join(b, "data"))
+    np.save(os.path.join(b, "data", "train_labels.npy"), np.array([0, 1, 2, 3, 4, 5]))
+    np.save(os.path.join(b, "pseudo", "indices.npy"), np.array([5, 1, 2, 2]))  # training rows, repeats allowed
+    np.save(os.path.join(b, "pseudo", "targets.npy"), np.eye(6)[[5, 0, 2, 2]])  # row 1 is labeled wrong
     write_json(os.path.join(c, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.67}})
     result = effect.collect(0)
     assert result["accuracy"] == {1: None, 2: 0.64, 3: None, 4: 0.69, 5: 0.67, 6: None}
     assert list(result["pseudo"]) == ["round 1, teacher 2"]
+    assert result["pseudo"]["round 1, teacher 2"]["accuracy_balanced"] == 0.75
+
+
+def test_collect_leaves_out_balanced_accuracy_for_an_outside_pool(out):
+    a, b, c, d = effect.arm_dirs(0)  # an --unlabeled folder: no hidden labels, so no accuracy_kept
+    write_json(os.path.join(b, "pseudo", "summary.json"), {"kept": 900, "balanced": 800})
+    assert "accuracy_balanced" not in effect.collect(0)["pseudo"]["round 1, teacher 2"]
 
 
 def test_partial_table_averages_what_exists_and_names_what_is_missing(out):
     seed0 = {1: 0.60, 2: 0.64, 3: 0.65, 4: 0.69, 5: 0.66, 6: None}
     seed1 = {1: None, 2: 0.66, 3: None, 4: 0.70, 5: None, 6: None}
-    pseudo = {"round 1, teacher 2": {"kept": 41000, "balanced": 30000, "accuracy_kept": 0.675}}
+    pseudo = {"round 1, teacher 2": {"kept": 41000, "balanced": 30000, "accuracy_kept": 0.675,
+                                     "accuracy_balanced": 0.76}}
     effect.write_table({0: {"accuracy": seed0, "pseudo": pseudo}, 1: {"accuracy": seed1, "pseudo": pseudo}}, None)
     text = (out / "effect.md").read_text()
     assert "**Partial table**" in text
@@ -42,7 +55,7 @@ def test_partial_table_averages_what_exists_and_names_what_is_missing(out):
     assert "| 6 | round 2: student of 4, noise | - | - | - |" in text
     assert "| 4 - 2 (student over its noised teacher) | 4.50 ± 0.71 | 0, 1 |" in text  # +5 and +4
     assert "| 4 - 5 (noise in the student) | 3.00 (one seed) | 0 |" in text
-    assert "| round 1, teacher 2 | 41000 | 67.50 ± 0.00 | 30000 | 0, 1 |" in text
+    assert "| round 1, teacher 2 | 41000 | 67.50 ± 0.00 | 30000 | 76.00 ± 0.00 | 0, 1 |" in text
     saved = json.loads((out / "effect.json").read_text())
     assert saved["missing"] == ["arm 1 seed 1", "arm 3 seed 1", "arm 5 seed 1", "arm 6 seed 0", "arm 6 seed 1"]
 
