@@ -22,7 +22,7 @@ the test set):
         images 3 times per student epoch; noise RandAugment N=2 M=5, dropout 0.2,
         stochastic depth to survival 0.9. All chosen on the validation split of seed 0
         (docs/RESULTS.md; the student's budget and label type with bench/student_sweep.py).
-        About 4 hours on 2 cores: the student needs 3x the images of the earlier
+        About 5 hours on 2 cores: the student needs 3x the images of the earlier
         250k-image configuration to pass its teacher, see docs/RESULTS.md.
 - full: the article's: all 50,000 labels less a 5,000-image validation split for
         checkpoint selection, ResNet50, Adam 0.001 flat for 250 epochs then
