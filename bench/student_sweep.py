@@ -18,7 +18,6 @@ import os
 import sys
 import time
 
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.effect import CONFIGS, done, epochs_for, link, run, student_settings  # noqa: E402
 from noisy.settings import configure, install_error_hook, require  # noqa: E402
