@@ -10,6 +10,7 @@ records how many pseudo-labels were kept and how many of them are correct.
     python bench/effect.py --config=cpu --data=/tmp/cifar10 --out=runs/effect-cpu
     python bench/effect.py --config=full --data=cifar10 --unlabeled=/data/extra --out=runs/effect-full
     python bench/effect.py --config=cpu --out=runs/effect-cpu --table_only=True   # the table so far
+    python bench/effect.py --config=cpu --student_images=1500000 --out=runs/effect-cpu-1500k  # a larger student budget
 
 Configurations (all choices made before seeing any test number; nothing is selected on
 the test set):
@@ -57,6 +58,7 @@ UNLABELED = ""            # '' = the training split's unlabeled pool; 'full' nee
 OUT = "runs/effect"       # folder for all runs and the table
 SEEDS = (0, 1)            # one full set of arms per seed
 TABLE_ONLY = False        # True = write the table from the stages finished so far; train nothing
+STUDENT_IMAGES = 0        # a student's budget of images seen; 0 = the configuration's (cpu: 750k)
 # ------------------------------------------------------------------------------
 CONFIGS = {
     # teacher: train_teacher.py only; train: both training scripts; student: train_student.py
@@ -84,6 +86,15 @@ CONFIGS = {
 }
 ARMS = {1: "teacher, no noise", 2: "teacher, noise", 3: "student of 1, noise",
         4: "student of 2, noise", 5: "student of 2, no noise", 6: "round 2: student of 4, noise"}
+
+
+def resolve(config, student_images=0):
+    """The configuration's settings, with the students' budget replaced when
+    `student_images` is set (then every student trains for that many images seen)."""
+    cfg = dict(CONFIGS[config])
+    if student_images:
+        cfg.update(student_images=student_images, student_epochs=None)
+    return cfg
 
 
 def run(script, run_dir, *args):
@@ -312,6 +323,8 @@ if __name__ == "__main__":
     require(CONFIG in CONFIGS, f"--config={CONFIG!r}: expected one of {sorted(CONFIGS)}")
     require(CONFIG != "full" or UNLABELED, "--config=full needs --unlabeled=<folder of extra images>")
     require(len(SEEDS) >= 1, "--seeds needs at least one seed")
+    require(STUDENT_IMAGES >= 0, f"--student_images={STUDENT_IMAGES}: expected a number of images, or 0 for the configuration's")
+    CONFIGS[CONFIG] = resolve(CONFIG, STUDENT_IMAGES)  # what every stage and the saved settings use
     os.makedirs(OUT, exist_ok=True)
     if TABLE_ONLY:
         write_table({seed: collect(seed) for seed in SEEDS}, None)

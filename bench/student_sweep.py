@@ -50,6 +50,8 @@ STUDENTS = {
     "w24_x3": ("soft", ["--model=resnet9_w24"], 3 * K),
     "hard": ("hard", [], K),
     "hard_x3": ("hard", [], 3 * K),
+    "hard_x6": ("hard", [], 6 * K),
+    "hard_w24_x3": ("hard", ["--model=resnet9_w24"], 3 * K),
     "all": ("all", [], K),
     "copies1": ("soft", ["--labeled_copies=1"], K),
     "input_noise_only": ("soft", ["--dropout=0.0", "--survival_last=1.0"], K),

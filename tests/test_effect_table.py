@@ -66,3 +66,11 @@ def test_complete_table_is_not_marked_partial(out):
     text = (out / "effect.md").read_text()
     assert "Partial" not in text and "Wall time: 10 min" in text
     assert "| 6 - 4 (second round) | 2.00 ± 0.00 | 0, 1 |" in text
+
+
+def test_student_images_replaces_the_budget_and_leaves_the_configuration_alone():
+    cfg = effect.resolve("full", 1_500_000)
+    assert cfg["student_images"] == 1_500_000 and cfg["student_epochs"] is None  # epochs follow from the budget
+    assert cfg["teacher"] == effect.CONFIGS["full"]["teacher"]
+    assert effect.CONFIGS["full"]["student_epochs"] == 300
+    assert effect.resolve("cpu") == effect.CONFIGS["cpu"]
