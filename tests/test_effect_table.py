@@ -64,7 +64,7 @@ def test_complete_table_is_not_marked_partial(out):
     acc = {arm: 0.5 + arm / 100 for arm in effect.ARMS}
     effect.write_table({0: {"accuracy": acc, "pseudo": {}}, 1: {"accuracy": dict(acc), "pseudo": {}}}, 600)
     text = (out / "effect.md").read_text()
-    assert "Partial" not in text and "Wall time: 10 min" in text
+    assert "Partial" not in text and "Wall time of this invocation: 10 min" in text
     assert "| 6 - 4 (second round) | 2.00 ± 0.00 | 0, 1 |" in text
 
 
