@@ -142,7 +142,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 def write_history(path, rows):
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+    # A fixed order (epoch, then by name): rows restored from resume/*.json come back with
+    # sorted keys, and a resumed run must keep the header of the run it continues.
+    columns = sorted({k for row in rows for k in row}, key=lambda k: (k != "epoch", k))
     text = io.StringIO()
     writer = csv.DictWriter(text, columns)
     writer.writeheader()

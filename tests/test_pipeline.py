@@ -134,11 +134,13 @@ def test_killed_training_resumes_with_each_epoch_once(synthetic_npz, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     done = read_history(os.path.join(run, "teacher", "history.csv"))
+    header = open(os.path.join(run, "teacher", "history.csv")).readline()
     assert 2 <= len(done) < 25, "the kill should land mid-training"
     assert not os.path.exists(os.path.join(run, "teacher", "config.json"))
     out = run_script(*args[1:])
     assert f"resuming {run}/teacher after epoch" in out.stdout
     assert read_history(os.path.join(run, "teacher", "history.csv")) == list(range(25))
+    assert open(os.path.join(run, "teacher", "history.csv")).readline() == header  # same columns, same order
     assert os.path.isfile(os.path.join(run, "teacher", "model.keras"))
 
 
