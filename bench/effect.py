@@ -249,10 +249,11 @@ def write_table(results, seconds):
     missing = [f"arm {arm} seed {s}" for arm in ARMS for s in seeds if results[s]["accuracy"][arm] is None]
     lines = [f"# Noisy Student effect: config '{CONFIG}'", "",
              f"Command: `python bench/effect.py {' '.join(sys.argv[1:])}`  ",
-             f"Seeds: {', '.join(map(str, seeds))}. Wall time of this invocation: "
-             f"{'not measured (--table_only)' if seconds is None else f'{seconds / 60:.0f} min'} "
-             "(stages an earlier invocation finished are not in it; each stage's own time is the "
-             "last line of its run folder's log-*.txt). "
+             f"Seeds: {', '.join(map(str, seeds))}. "
+             + ("Wall time: not measured (--table_only). " if seconds is None else
+                f"Wall time of this invocation: {seconds / 60:.0f} min (stages an earlier invocation "
+                "finished are not in it). ")
+             + "Each stage's own time is the last line of its run folder's log-*.txt. "
              f"Machine: {os.cpu_count()} CPU cores, {sys.platform}, Python {sys.version.split()[0]}.", ""]
     if missing:
         lines += [f"**Partial table**: not finished yet: {', '.join(missing)}.", ""]
