@@ -253,7 +253,8 @@ def write_table(results, seconds):
              + ("Wall time: not measured (--table_only). " if seconds is None else
                 f"Wall time of this invocation: {seconds / 60:.0f} min (stages an earlier invocation "
                 "finished are not in it). ")
-             + "Each stage's own time is the last line of its run folder's log-*.txt. "
+             + "Stage times: the '# exit code ... after N s' lines of each run folder's log-*.txt, one per "
+             "invocation (a stage already finished exits in seconds). "
              f"Machine: {os.cpu_count()} CPU cores, {sys.platform}, Python {sys.version.split()[0]}.", ""]
     if missing:
         lines += [f"**Partial table**: not finished yet: {', '.join(missing)}.", ""]
