@@ -97,6 +97,29 @@ def resolve(config, student_images=0):
     return cfg
 
 
+def evaluate(run_dir, *args):
+    """evaluate.py on run_dir, unless its log says it already ran with these arguments and
+    exited 0 after both models were last written: a resumed runner would otherwise score
+    every finished arm again (minutes each on a CPU). Delete the log to force it."""
+    log = os.path.join(run_dir, "log-evaluate.txt")
+    models = [os.path.join(run_dir, stage, "model.keras") for stage in ("teacher", "student")]
+    if os.path.isfile(log) and all(os.path.isfile(m) for m in models):
+        with open(log) as f:
+            lines = f.read().splitlines()
+        commands = [line for line in lines if line.startswith("$ ")]
+        succeeded = bool(commands) and commands[-1] == command_line("evaluate.py", args) and \
+            lines[-1].startswith("# exit code 0 ")
+        if succeeded and os.path.getmtime(log) > max(os.path.getmtime(m) for m in models):
+            print(f"  evaluate.py {run_dir}: already done for these models, skipped", flush=True)
+            return
+    run("evaluate.py", run_dir, *args)
+
+
+def command_line(script, args):
+    """A stage's command as its log records it."""
+    return f"$ {script} {' '.join(args)}"
+
+
 def run(script, run_dir, *args):
     """Run one stage script, logging to run_dir/log-<script>.txt (its command, output and
     time); stop on failure."""
@@ -104,7 +127,7 @@ def run(script, run_dir, *args):
     log = os.path.join(run_dir, f"log-{script[:-3]}.txt")
     start = time.time()
     with open(log, "a") as f:
-        f.write(f"$ {script} {' '.join(args)}\n")
+        f.write(command_line(script, args) + "\n")
         f.flush()
         code = subprocess.call([sys.executable, os.path.join(REPO, script), f"--run_dir={run_dir}", *args],
                                stdout=f, stderr=subprocess.STDOUT, cwd=REPO,
@@ -171,20 +194,20 @@ def phases(seed, cfg):
     def teacher_and_student(run_dir, noise):  # arms 2 + 4, or arms 1 + 3
         run("train_teacher.py", run_dir, *data, *cfg["teacher"], *cfg["train"], f"--noise={noise}")
         pseudo_and_student(run_dir, cfg, noised)
-        run("evaluate.py", run_dir, *([] if noise else ["--severities=()"]))  # robustness: arms 2 and 4
+        evaluate(run_dir, *([] if noise else ["--severities=()"]))  # robustness: arms 2 and 4
 
     def plain_student():  # arm 5 shares teacher 2 and its labels
         for name in ("data", "teacher", "pseudo"):
             link(c, name, os.path.join(b, name))
         run("train_student.py", c, *student_settings(cfg), f"--seed={seed}", "--noise=False",
             f"--epochs={epochs_of(b)}")
-        run("evaluate.py", c, "--severities=()")
+        evaluate(c, "--severities=()")
 
     def second_round():  # arm 6: student 4 becomes the teacher
         link(d, "data", os.path.join(b, "data"))
         link(d, "teacher", os.path.join(b, "student"))
         pseudo_and_student(d, cfg, noised)
-        run("evaluate.py", d, "--severities=()")
+        evaluate(d, "--severities=()")
 
     return [lambda: teacher_and_student(b, True), plain_student, lambda: teacher_and_student(a, False),
             second_round]
