@@ -8,7 +8,8 @@ probability exceeds THRESHOLD, balances the classes by index, and writes RUN_DIR
     pool_probs.npy   teacher probabilities for every pool image (float32, n x classes)
     indices.npy      balanced pseudo-labeled images: rows of the pool image file (with repeats)
     targets.npy      their targets: teacher probabilities (soft) or one-hot (hard)
-    summary.json     class counts before and after balancing, pseudo-label accuracy
+    summary.json     class counts before and after balancing; where the pool is the
+                     split's own, the accuracy of the kept and of the balanced labels
     config.json      settings, the pool image file, and what made them
 
     python pseudo_label.py --run_dir=runs/demo
@@ -108,6 +109,7 @@ summary = {"pool": len(rows), "kept": len(keep), "balanced": len(balanced),
            "balanced_per_class": np.bincount(classes[balanced], minlength=num_classes).tolist()}
 if hidden_labels is not None:
     summary["accuracy_kept"] = float((classes[keep] == hidden_labels[keep]).mean())
+    summary["accuracy_balanced"] = float((classes[balanced] == hidden_labels[balanced]).mean())  # the student's targets
     summary["accuracy_pool"] = float((classes == hidden_labels).mean())
 empty = [data_config["class_names"][c] for c in range(num_classes) if summary["kept_per_class"][c] == 0]
 if empty:
@@ -122,7 +124,9 @@ noisy.save_json(os.path.join(out_dir, "config.json"), dict(
     teacher=teacher_config, sources=noisy.source_hashes(), complete=True))
 print(f"kept {len(keep)} of {len(rows)} images above {THRESHOLD}"
       + (f" ({summary['accuracy_kept']:.1%} correct)" if hidden_labels is not None else "")
-      + f"; {len(balanced)} after balancing; per class before {summary['kept_per_class']}")
+      + f"; {len(balanced)} after balancing"
+      + (f" ({summary['accuracy_balanced']:.1%} correct)" if hidden_labels is not None else "")
+      + f"; per class before {summary['kept_per_class']}")
 seconds = time.time() - started
 print(f"wrote {out_dir}/: {len(rows)} images in {seconds:.1f} s from model load to last file, "
       f"{len(rows) / seconds:.0f} images/s end to end")

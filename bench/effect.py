@@ -231,7 +231,8 @@ def collect(seed):
         if os.path.isfile(path):
             with open(path) as f:
                 pseudo[label] = json.load(f)
-            if "accuracy_kept" in pseudo[label]:  # the pool is the split's own: its labels are known
+            if "accuracy_kept" in pseudo[label] and "accuracy_balanced" not in pseudo[label]:
+                # the split's own pool, labeled before pseudo_label.py recorded this: compute it here
                 pseudo[label]["accuracy_balanced"] = balanced_accuracy(dirs[k])
     return {"accuracy": accuracy, "pseudo": pseudo}
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from conftest import REPO, run_script
 
@@ -39,6 +40,8 @@ def test_four_scripts_end_to_end(synthetic_npz, tmp_path):
     assert np.allclose(targets.sum(1), 1, atol=1e-5) and (targets.max(1) > 0.3).all()  # soft labels
     unlabeled = np.load(os.path.join(run, "data", "unlabeled.npy"))
     assert np.isin(indices, unlabeled).all()  # only pool images, never labeled or validation ones
+    train_labels = np.load(os.path.join(run, "data", "train_labels.npy"))  # the pool's hidden labels
+    assert summary["accuracy_balanced"] == pytest.approx((targets.argmax(1) == train_labels[indices]).mean())
     out = run_script("train_student.py", f"--run_dir={run}", "--epochs=2", "--batch_size=32", "--labeled_copies=2")
     assert f"student data: 160 labeled (2 x 80) + {summary['balanced']} pseudo-labeled images" in out.stdout
     assert f"2 epochs of {(160 + summary['balanced']) // 32} steps" in out.stdout
