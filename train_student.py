@@ -19,7 +19,7 @@ import noisy
 
 # ------------------------------------------------------------------------------ settings
 RUN_DIR = "runs/default"  # folder every stage reads from and writes to
-MODEL = ""                # '' = the teacher's preset (article); a larger one: 'resnet101', 'wide_resnet50'
+MODEL = ""                # '' = the teacher's preset (article); or any preset of MODEL in train_teacher.py, equal or larger
 NOISE = True              # False = the paper's ablation: student without input or model noise
 NUM_OPS = 2               # RandAugment: operations per image
 MAGNITUDE = 10            # RandAugment: magnitude on the 0..30 scale (see noisy/randaugment.py)
@@ -41,7 +41,7 @@ MIXED_PRECISION = ""      # '' (float32), 'bfloat16' (A100/H100, TPU) or 'float1
 JIT_COMPILE = "auto"      # XLA: 'auto' (Keras decides), 'true' or 'false'
 DATA_PARALLEL = False     # True = replicate over all GPUs; BATCH_SIZE and LR are per GPU, scaled by their number
 SEED = 0                  # initialisation and noise
-RETRAIN = False           # True = train again even if RUN_DIR/student/model.keras exists
+RETRAIN = False           # True = train again although RUN_DIR/student holds a finished student (config.json)
 # ------------------------------------------------------------------------------
 noisy.install_error_hook()
 settings = noisy.configure(globals())

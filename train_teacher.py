@@ -24,7 +24,7 @@ DATA = "cifar10"          # 'cifar10' (download), a folder with train/<class>/ a
 NUM_LABELED = 0           # labeled images, class-balanced, drawn with SEED; 0 = all but the validation split
 NUM_VAL = 5000            # training images held out to choose the best epoch; 0 = keep the last epoch
 RUN_DIR = "runs/default"  # folder every stage reads from and writes to
-MODEL = "resnet50"        # 'resnet50' (article), 'resnet101', 'wide_resnet50', 'small', 'tiny'
+MODEL = "resnet50"        # 'resnet50' (article), 'resnet101', 'wide_resnet50', 'small', 'tiny', 'resnet9_w16', 'resnet9_w24', 'resnet9_w32'
 NOISE = False             # False: article experiment 1 (no augmentation, dropout or stochastic depth); True: experiment 2
 NUM_OPS = 2               # RandAugment: operations per image
 MAGNITUDE = 10            # RandAugment: magnitude on the 0..30 scale (see noisy/randaugment.py)
@@ -45,7 +45,7 @@ MIXED_PRECISION = ""      # '' (float32), 'bfloat16' (A100/H100, TPU) or 'float1
 JIT_COMPILE = "auto"      # XLA: 'auto' (Keras decides), 'true' or 'false'
 DATA_PARALLEL = False     # True = replicate over all GPUs; BATCH_SIZE and LR are per GPU, scaled by their number
 SEED = 0                  # data split, initialisation and noise
-RETRAIN = False           # True = train again even if RUN_DIR/teacher/model.keras exists
+RETRAIN = False           # True = train again although RUN_DIR/teacher holds a finished teacher (config.json)
 # ------------------------------------------------------------------------------
 noisy.install_error_hook()
 settings = noisy.configure(globals())

@@ -23,8 +23,8 @@ the test set):
         images 3 times per student epoch; noise RandAugment N=2 M=5, dropout 0.2,
         stochastic depth to survival 0.9. All chosen on the validation split of seed 0
         (docs/RESULTS.md; the student's budget and label type with bench/student_sweep.py).
-        About 9-10 hours on 2 cores: the noised student needs 1.5M images to pass its
-        teacher by 5 points (750k: +4.5; 250k: not at all), see docs/RESULTS.md.
+        docs/RESULTS.md gives its table, its cost on 2 CPU cores and how the
+        students' budget was chosen.
 - full: the article's: all 50,000 labels less a 5,000-image validation split for
         checkpoint selection, ResNet50, Adam 0.001 flat for 250 epochs then
         ReduceLROnPlateau / EarlyStopping to 300, batch 64, and a folder of extra
@@ -37,19 +37,18 @@ rewritten after each, marked partial until every arm has every seed. Stages alre
 finished are not run again, and a training stopped mid-way resumes from its last epoch,
 so a killed runner continues where it stopped.
 """
+import ast
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.scripts import run_script  # noqa: E402
 from noisy.settings import configure, install_error_hook, require  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ------------------------------------------------------------------------------ settings
 CONFIG = "cpu"            # 'cpu' or 'full' (see the docstring)
@@ -98,26 +97,36 @@ def resolve(config, student_images=0):
 
 
 def evaluate(run_dir, *args):
-    """evaluate.py on run_dir, unless its log says it already ran with these arguments and
-    exited 0 after both models were last written: a resumed runner would otherwise score
-    every finished arm again (minutes each on a CPU). Delete the log to force it."""
-    log = os.path.join(run_dir, "log-evaluate.txt")
-    models = [os.path.join(run_dir, stage, "model.keras") for stage in ("teacher", "student")]
-    if os.path.isfile(log) and all(os.path.isfile(m) for m in models):
-        with open(log) as f:
-            lines = f.read().splitlines()
-        commands = [line for line in lines if line.startswith("$ ")]
-        succeeded = bool(commands) and commands[-1] == command_line("evaluate.py", args) and \
-            lines[-1].startswith("# exit code 0 ")
-        if succeeded and os.path.getmtime(log) > max(os.path.getmtime(m) for m in models):
-            print(f"  evaluate.py {run_dir}: already done for these models, skipped", flush=True)
-            return
+    """evaluate.py on run_dir, unless its results.json already scores the models that the
+    teacher's and student's config.json name now (their run ids) with these arguments: a
+    resumed runner would otherwise score every finished arm again (minutes each on a CPU)."""
+    if evaluated(run_dir, args):
+        print(f"  evaluate.py {run_dir}: already done for these models, skipped", flush=True)
+        return
     run("evaluate.py", run_dir, *args)
 
 
-def command_line(script, args):
-    """A stage's command as its log records it."""
-    return f"$ {script} {' '.join(args)}"
+def evaluated(run_dir, args):
+    """Whether run_dir/results.json holds both models' current run ids and the settings in
+    `args` (--name=value, values as evaluate.py parses them)."""
+    path = os.path.join(run_dir, "results.json")
+    if not (os.path.isfile(path) and done(run_dir, "teacher") and done(run_dir, "student")):
+        return False
+    with open(path) as f:
+        results = json.load(f)
+    for stage in ("teacher", "student"):
+        with open(os.path.join(run_dir, stage, "config.json")) as f:
+            if results.get(stage, {}).get("run_id") != json.load(f)["run_id"]:
+                return False
+    for arg in args:
+        name, text = arg[2:].split("=", 1)
+        try:
+            value = json.loads(json.dumps(ast.literal_eval(text)))  # as results.json stores it
+        except (ValueError, SyntaxError):
+            value = text
+        if results.get("settings", {}).get(name) != value:
+            return False
+    return True
 
 
 def run(script, run_dir, *args):
@@ -127,11 +136,9 @@ def run(script, run_dir, *args):
     log = os.path.join(run_dir, f"log-{script[:-3]}.txt")
     start = time.time()
     with open(log, "a") as f:
-        f.write(command_line(script, args) + "\n")
+        f.write(f"$ {script} {' '.join(args)}\n")
         f.flush()
-        code = subprocess.call([sys.executable, os.path.join(REPO, script), f"--run_dir={run_dir}", *args],
-                               stdout=f, stderr=subprocess.STDOUT, cwd=REPO,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        code = run_script(script, f"--run_dir={run_dir}", *args, log=f, check=False).returncode
         seconds = time.time() - start
         f.write(f"# exit code {code} after {seconds:.0f} s, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")  # stage time
     print(f"  {script} {run_dir}: {'ok' if code == 0 else 'FAILED'} in {seconds:.0f} s", flush=True)

@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.synthetic_run import script, synthetic_images, teacher_run  # noqa: E402
+from bench.scripts import run_script  # noqa: E402
+from bench.synthetic_run import synthetic_images, teacher_run  # noqa: E402
 from noisy.settings import configure, install_error_hook  # noqa: E402
 
 MODEL = "tiny"        # teacher preset
@@ -46,8 +47,8 @@ if __name__ == "__main__":
         model.predict(pool[i:i + 1], verbose=0)
     loop = LOOP_IMAGES / (time.time() - start)
 
-    out = script("pseudo_label.py", f"--run_dir={run_dir}", f"--unlabeled={pool_file}", "--threshold=0.0",
-                 f"--batch_size={BATCH_SIZE}")
+    out = run_script("pseudo_label.py", f"--run_dir={run_dir}", f"--unlabeled={pool_file}", "--threshold=0.0",
+                     f"--batch_size={BATCH_SIZE}").stdout
     end_to_end = float(re.search(r"([\d.]+) images/s end to end", out).group(1))
 
     print(f"model {MODEL}, {IMAGES} synthetic 32x32 images, batch {BATCH_SIZE}, keras backend "

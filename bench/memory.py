@@ -5,7 +5,7 @@ item 3).
     python bench/memory.py                    # 500,000 images
     python bench/memory.py --images=2000000   # 6 GB
 
-Images are read by rows with os.pread (noisy.data.NpyRows), balancing works on indices,
+Images are read by rows with os.pread (noisy.streams.NpyRows), balancing works on indices,
 and the student's stream gathers each batch on demand, so neither stage holds the pool.
 What is measured is the data path, so the teacher and student here are a minimal conv
 net (one strided conv, pooling, softmax) that labels and trains fast on 2 CPU cores; the
@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.synthetic_run import REPO, synthetic_images, teacher_run  # noqa: E402
+from bench.scripts import REPO  # noqa: E402
+from bench.synthetic_run import synthetic_images, teacher_run  # noqa: E402
 from noisy.settings import configure, install_error_hook  # noqa: E402
 
 IMAGES = 500_000      # pool size

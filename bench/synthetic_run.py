@@ -1,12 +1,10 @@
 """Shared set-up for the benchmarks: a RUN_DIR with a trained (1-epoch) teacher on
 synthetic 32x32 images, and synthetic image pools as .npy files. No download needed."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench.scripts import run_script
 
 
 def synthetic_images(n, seed=0, chunk=50_000, path=None):
@@ -26,15 +24,6 @@ def synthetic_images(n, seed=0, chunk=50_000, path=None):
     return out, labels
 
 
-def script(name, *args):
-    """Run a stage script, failing loudly; returns its stdout."""
-    result = subprocess.run([sys.executable, os.path.join(REPO, name), *args], capture_output=True,
-                            text=True, cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    if result.returncode:
-        raise SystemExit(f"{name} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
-
-
 def teacher_run(run_dir, model="tiny"):
     """A RUN_DIR whose teacher was trained for one epoch on 2,000 synthetic images."""
     if os.path.isfile(os.path.join(run_dir, "teacher", "config.json")):
@@ -44,6 +33,6 @@ def teacher_run(run_dir, model="tiny"):
     xt, yt = synthetic_images(500, seed=2)
     npz = os.path.join(run_dir, "synthetic.npz")
     np.savez(npz, x_train=x, y_train=y, x_test=xt, y_test=yt)
-    script("train_teacher.py", f"--data={npz}", f"--run_dir={run_dir}", f"--model={model}", "--epochs=1",
+    run_script("train_teacher.py", f"--data={npz}", f"--run_dir={run_dir}", f"--model={model}", "--epochs=1",
            "--num_labeled=1000", "--num_val=0", "--batch_size=128")
     return run_dir

@@ -125,34 +125,3 @@ def load_npy(path, mmap=True):
         raise UserError(f"{path} not found") from None
     except (ValueError, OSError) as e:
         raise UserError(f"{path} is not a readable .npy file ({e})") from None
-
-
-def save_shard(shard_dir, shard, num_shards, pool_id, probs):
-    """Save one slice of the pool's teacher probabilities with what it was made from."""
-    stem = os.path.join(shard_dir, f"probs-{shard:04d}-of-{num_shards:04d}")
-    save_npy(stem + ".npy", probs)
-    save_json(stem + ".json", dict(pool_id, shard=shard, rows=len(probs)))
-
-
-def merge_shards(shard_dir, num_shards, pool_id):
-    """Join the slices saved by `save_shard`, refusing missing ones and slices made by
-    another teacher or from another pool."""
-    parts, missing = [], []
-    for shard in range(num_shards):
-        stem = os.path.join(shard_dir, f"probs-{shard:04d}-of-{num_shards:04d}")
-        if not (os.path.isfile(stem + ".json") and os.path.isfile(stem + ".npy")):
-            missing.append(str(shard))
-            continue
-        with open(stem + ".json") as f:
-            meta = json.load(f)
-        stale = [k for k in pool_id if meta.get(k) != pool_id[k]]
-        if stale:
-            raise UserError(f"{stem}.json was made with another {', '.join(stale)}; label shard {shard} again")
-        parts.append(load_npy(stem + ".npy", mmap=False))
-    if missing:
-        raise UserError(f"{shard_dir}: shard(s) {', '.join(missing)} of {num_shards} not labeled yet; "
-                        f"run pseudo_label.py --num_shards={num_shards} --shard=N for each")
-    probs = np.concatenate(parts)
-    if len(probs) != pool_id["pool_rows"]:
-        raise UserError(f"{shard_dir}: shards hold {len(probs)} rows, the pool {pool_id['pool_rows']}")
-    return probs

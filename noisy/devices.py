@@ -16,7 +16,7 @@ def configure_devices(mixed_precision="", data_parallel=False):
     compile and fit the model inside `scope`; scale the global batch size and the
     learning rate by `replicas` (the linear scaling rule, Goyal et al. 2017)."""
     if mixed_precision not in PRECISIONS:
-        raise UserError(f"--mixed_precision={mixed_precision!r}: expected '', 'bfloat16' or 'float16'")
+        raise UserError(f"--mixed_precision={mixed_precision!r}: expected one of {PRECISIONS}")
     if mixed_precision:
         # float16 gets dynamic loss scaling from compile(); the classifier stays float32.
         keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")

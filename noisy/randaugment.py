@@ -24,10 +24,8 @@ Why M=10 for 32x32 images: at 10 a translation reaches about 4.8 px, the size of
 ImageNet setting M=27 a 32-px object would be shifted by 13 px and cut in half. The
 article also used 10. Tune it with `--magnitude` on the validation split.
 
-Fixed against the article's class: Equalize really equalizes (it returned the image),
-rotation is +-30 f degrees (it went up to 360), and the magnitude is M itself (it drew a
-random magnitude below M). Keras' `keras.layers.RandAugment` is not used: its ranges are
-one-sided and not the paper's, and it draws one set of ops for a whole batch.
+Keras' `keras.layers.RandAugment` is not used: its ranges are one-sided and not the
+paper's, and it draws one set of ops for a whole batch.
 """
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps

@@ -3,9 +3,8 @@
 The default preset is the article's ResNet50 for 32x32 images: a 5x5 stem conv (32
 filters, stride 1), bottleneck stages of [3, 4, 6, 3] blocks with widths 64/128/256/512
 (x4 expansion), downsampling only at the first block of stages 2 and 4 (32 -> 16 -> 16
--> 8 pixels). Unlike the article, the stride sits on the block's 3x3 conv: the article
-put it on the last 1x1 conv, which samples one pixel in four of the block's output and
-never looks at the other three.
+-> 8 pixels), the stride on each downsampling block's 3x3 conv (the README says why the
+article's placement was changed).
 
 Noise (training only; both are the identity at inference):
 - dropout before the classifier (Noisy Student: 0.5);
@@ -13,8 +12,7 @@ Noise (training only; both are the identity at inference):
   p_l = 1 - (l / L) * (1 - p_L), p_L = 0.8 at the last block (Huang et al. 2016).
   Keras' own `Dropout(rate, noise_shape=(None, 1, 1, 1))` is exactly that: it zeroes the
   whole branch of each image independently and scales survivors by 1 / p_l, so no new
-  layer class is needed (Keras' EfficientNet does the same). The article's Lambda layer
-  dropped a block for the whole batch at once.
+  layer class is needed (Keras' EfficientNet does the same).
 
 The `resnet9_*` presets are the fast CIFAR ResNet of the DAWNBench / airbench lineage
 (Page 2018, "How to train your ResNet"; Jordan 2024, airbench): per stage a 3x3 conv that
@@ -24,26 +22,40 @@ so an image costs far fewer activations and FLOPs; that is what lets the whole N
 Student table run on two CPU cores (bench/effect.py --config=cpu). The same noises
 apply: stochastic depth on their residual blocks, dropout before the classifier.
 """
+from typing import NamedTuple
+
 import keras
 from keras import layers
 
-# name: (stem filters, blocks per stage, bottleneck widths, stride of each stage)
+
+class Bottleneck(NamedTuple):
+    """A bottleneck ResNet: 5x5 stem conv, then stages of bottleneck blocks (x4 expansion)."""
+    stem: int        # stem filters
+    depths: tuple    # blocks per stage
+    widths: tuple    # bottleneck width per stage (output: 4x)
+    strides: tuple   # stride of each stage's first block
+
+
+class ResNet9(NamedTuple):
+    """The DAWNBench / airbench ResNet: per stage a widening 3x3 conv, a 2x2 max-pool, then
+    basic residual blocks (two 3x3 convs)."""
+    stem: int        # stem filters
+    widths: tuple    # filters per stage; every stage halves the image
+    blocks: tuple    # residual blocks per stage
+
+
 PRESETS = {
-    "resnet50": (32, (3, 4, 6, 3), (64, 128, 256, 512), (1, 2, 1, 2)),    # the article's
-    "resnet101": (32, (3, 4, 23, 3), (64, 128, 256, 512), (1, 2, 1, 2)),  # deeper student
-    "wide_resnet50": (48, (3, 4, 6, 3), (96, 192, 384, 768), (1, 2, 1, 2)),  # 1.5x wider
-    "small": (24, (1, 2, 2, 1), (24, 48, 96, 192), (1, 2, 1, 2)),       # ~1.3M params, CPU
-    "tiny": (16, (1, 1, 1, 1), (16, 32, 48, 96), (1, 2, 1, 2)),         # ~0.3M params, tests
+    "resnet50": Bottleneck(stem=32, depths=(3, 4, 6, 3), widths=(64, 128, 256, 512), strides=(1, 2, 1, 2)),  # the article's
+    "resnet101": Bottleneck(stem=32, depths=(3, 4, 23, 3), widths=(64, 128, 256, 512), strides=(1, 2, 1, 2)),  # deeper
+    "wide_resnet50": Bottleneck(stem=48, depths=(3, 4, 6, 3), widths=(96, 192, 384, 768), strides=(1, 2, 1, 2)),  # 1.5x wider
+    "small": Bottleneck(stem=24, depths=(1, 2, 2, 1), widths=(24, 48, 96, 192), strides=(1, 2, 1, 2)),  # ~1.3M params
+    "tiny": Bottleneck(stem=16, depths=(1, 1, 1, 1), widths=(16, 32, 48, 96), strides=(1, 2, 1, 2)),  # ~0.3M, tests
+    "resnet9_w16": ResNet9(stem=16, widths=(32, 64, 128), blocks=(1, 0, 1)),   # ~0.4M params, the CPU experiment
+    "resnet9_w24": ResNet9(stem=24, widths=(48, 96, 192), blocks=(1, 0, 1)),   # ~0.9M params
+    "resnet9_w32": ResNet9(stem=32, widths=(64, 128, 256), blocks=(1, 0, 1)),  # ~1.6M params
 }
 EXPANSION = 4
-# name: (stem filters, stage widths, residual blocks per stage); every stage halves the image
-RESNET9_PRESETS = {
-    "resnet9_w16": (16, (32, 64, 128), (1, 0, 1)),   # ~0.4M params
-    "resnet9_w24": (24, (48, 96, 192), (1, 0, 1)),   # ~0.9M params
-    "resnet9_w32": (32, (64, 128, 256), (1, 0, 1)),  # ~1.6M params
-}
-
-MODELS = sorted(PRESETS) + sorted(RESNET9_PRESETS)  # every name build_resnet accepts
+MODELS = tuple(PRESETS)  # every name build_resnet accepts
 
 
 def survival_probabilities(num_blocks, survival_last):
@@ -88,10 +100,9 @@ def _basic(x, width, survival, name, l2):
 
 
 def _resnet9_trunk(x, preset, survival_last, l2):
-    stem, widths, blocks = RESNET9_PRESETS[preset]
-    survival = iter(survival_probabilities(sum(blocks), survival_last))
-    x = _conv_bn(x, stem, 3, 1, "stem", l2)
-    for stage, (width, depth) in enumerate(zip(widths, blocks), start=1):
+    survival = iter(survival_probabilities(sum(preset.blocks), survival_last))
+    x = _conv_bn(x, preset.stem, 3, 1, "stem", l2)
+    for stage, (width, depth) in enumerate(zip(preset.widths, preset.blocks), start=1):
         x = _conv_bn(x, width, 3, 1, f"stage{stage}_widen", l2)
         x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
         for block in range(depth):
@@ -115,13 +126,13 @@ def build_resnet(preset="resnet50", num_classes=10, input_shape=(32, 32, 3),
     l2 = keras.regularizers.L2(weight_decay / 2) if weight_decay > 0 else None
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    if preset in RESNET9_PRESETS:
-        x = _resnet9_trunk(x, preset, survival_last, l2)
+    spec = PRESETS[preset]
+    if isinstance(spec, ResNet9):
+        x = _resnet9_trunk(x, spec, survival_last, l2)
     else:
-        stem, depths, widths, strides = PRESETS[preset]
-        survival = iter(survival_probabilities(sum(depths), survival_last))
-        x = _conv_bn(x, stem, 5, 1, "stem", l2)
-        for stage, (depth, width, stride) in enumerate(zip(depths, widths, strides), start=1):
+        survival = iter(survival_probabilities(sum(spec.depths), survival_last))
+        x = _conv_bn(x, spec.stem, 5, 1, "stem", l2)
+        for stage, (depth, width, stride) in enumerate(zip(spec.depths, spec.widths, spec.strides), start=1):
             for block in range(depth):
                 x = _bottleneck(x, width, stride if block == 0 else 1, next(survival),
                                 f"stage{stage}_block{block + 1}", l2)

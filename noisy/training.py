@@ -21,6 +21,9 @@ import keras
 import numpy as np
 
 from noisy.artifacts import save_json, save_model, save_text
+from noisy.devices import PRECISIONS
+from noisy.randaugment import MAX_MAGNITUDE, OPS
+from noisy.resnet import MODELS
 from noisy.settings import UserError
 
 OPTIMIZERS = ("sgd", "adam")
@@ -31,8 +34,6 @@ def check_training_settings(s, empty_model_ok=False):
     """Range checks shared by train_teacher.py and train_student.py, on their resolved
     settings dict (lower-case names); raises UserError naming the setting.
     `empty_model_ok`: MODEL = '' (the student's "same as the teacher") is allowed."""
-    from noisy.devices import PRECISIONS
-    from noisy.resnet import MODELS
     allowed = ("'' or " if empty_model_ok else "") + f"one of {MODELS}"
     checks = [
         (s["model"] in MODELS or (empty_model_ok and s["model"] == ""), f"--model={s['model']!r}: expected {allowed}"),
@@ -44,8 +45,8 @@ def check_training_settings(s, empty_model_ok=False):
          f"--lr must be > 0 and --weight_decay >= 0 (got {s['lr']}, {s['weight_decay']})"),
         (0 <= s["dropout"] < 1 and 0 < s["survival_last"] <= 1,
          "--dropout must be in [0, 1) and --survival_last in (0, 1]"),
-        (0 <= s["magnitude"] <= 30 and 0 <= s["num_ops"] <= 14,
-         "--magnitude must be in [0, 30] and --num_ops in [0, 14]"),
+        (0 <= s["magnitude"] <= MAX_MAGNITUDE and 0 <= s["num_ops"] <= len(OPS),
+         f"--magnitude must be in [0, {MAX_MAGNITUDE}] and --num_ops in [0, {len(OPS)}]"),
         (s["warmup_epochs"] >= 0 and s["flat_epochs"] >= 0 and s["patience"] >= 1,
          "--warmup_epochs and --flat_epochs must be >= 0 and --patience >= 1"),
         (s["mixed_precision"] in PRECISIONS, f"--mixed_precision={s['mixed_precision']!r}: expected one of {PRECISIONS}"),

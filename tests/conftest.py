@@ -1,5 +1,4 @@
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -8,6 +7,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from bench.scripts import run_script  # noqa: E402,F401  (the tests' way to run a stage)
 
 
 def synthetic_images(n, num_classes, size=16, seed=0):
@@ -27,13 +27,3 @@ def synthetic_npz(tmp_path):
     path = tmp_path / "synthetic.npz"
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return str(path)
-
-
-def run_script(script, *args, check=True):
-    """Run one of the four stage scripts; return the CompletedProcess."""
-    result = subprocess.run([sys.executable, os.path.join(REPO, script), *args],
-                            capture_output=True, text=True, cwd=REPO, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result

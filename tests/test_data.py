@@ -6,8 +6,10 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_images
-from noisy.data import (ImageBatches, NoisyStream, NpyRows, balance_classes, images_to_npy, load_source,
-                        prepare_data, split_indices)
+from noisy.data import load_source, prepare_data, split_indices
+from noisy.images import images_to_npy
+from noisy.pseudo import balance_classes
+from noisy.streams import ImageBatches, NoisyStream, NpyRows
 from noisy.randaugment import RandAugment
 from noisy.settings import UserError
 
@@ -120,7 +122,7 @@ def write_odd_images(folder):
 def test_unlabeled_folder_of_odd_files_is_converted_and_bad_files_skipped(tmp_path):
     folder = tmp_path / "unlabeled"
     write_odd_images(folder)
-    from noisy.data import list_images
+    from noisy.images import list_images
     paths = list_images(folder)
     assert len(paths) == 11  # notes.txt is not listed
     out = str(tmp_path / "pool.npy")

@@ -76,29 +76,29 @@ def test_student_images_replaces_the_budget_and_leaves_the_configuration_alone()
     assert effect.resolve("cpu") == effect.CONFIGS["cpu"]
 
 
-def test_evaluate_runs_again_only_when_its_log_does_not_cover_the_current_models(out, monkeypatch):
+def test_evaluate_runs_again_unless_results_name_the_current_models_and_settings(out, monkeypatch):
     calls = []
     monkeypatch.setattr(effect, "run", lambda script, run_dir, *args: calls.append(args))
-    run_dir = out / "arm"
-    for stage in ("teacher", "student"):
-        (run_dir / stage).mkdir(parents=True)
-        (run_dir / stage / "model.keras").write_bytes(b"model")
-    log = run_dir / "log-evaluate.txt"
+    run_dir = str(out / "arm")
+    for stage, run_id in (("teacher", "t1"), ("student", "s1")):
+        write_json(os.path.join(run_dir, stage, "config.json"), {"run_id": run_id, "complete": True})
 
-    def write_log(text, after_models=True):
-        log.write_text(text)
-        stamp = os.path.getmtime(run_dir / "student" / "model.keras") + (10 if after_models else -10)
-        os.utime(log, (stamp, stamp))
+    def results(teacher, student, severities):
+        write_json(os.path.join(run_dir, "results.json"), {
+            "teacher": {"run_id": teacher}, "student": {"run_id": student},
+            "settings": {"severities": severities, "batch_size": 1024}})
 
-    effect.evaluate(str(run_dir), "--severities=()")  # no log yet
-    write_log("$ evaluate.py --severities=()\naccuracy ...\n# exit code 0 after 20 s, 2026-11-29 08:00:00\n")
-    effect.evaluate(str(run_dir), "--severities=()")  # done for these models: skipped
+    effect.evaluate(run_dir, "--severities=()")  # no results yet
+    results("t1", "s1", [])
+    effect.evaluate(run_dir, "--severities=()")  # done for these models and settings: skipped
     assert calls == [("--severities=()",)]
-    effect.evaluate(str(run_dir))  # other arguments
-    write_log(log.read_text() + "$ evaluate.py --severities=()\n")  # killed while evaluating
-    effect.evaluate(str(run_dir), "--severities=()")
-    write_log("$ evaluate.py --severities=()\n# exit code 0 after 20 s, 2026-11-29 08:00:00\n", after_models=False)
-    effect.evaluate(str(run_dir), "--severities=()")  # a model written after the evaluation
-    write_log("$ evaluate.py --severities=()\n# exit code 1 after 2 s, 2026-11-29 08:00:00\n")
-    effect.evaluate(str(run_dir), "--severities=()")  # the evaluation failed
-    assert calls == [("--severities=()",), (), ("--severities=()",), ("--severities=()",), ("--severities=()",)]
+    effect.evaluate(run_dir)  # no argument to compare: the same models suffice
+    effect.evaluate(run_dir, "--severities=(1, 3)")  # other settings
+    results("t1", "s0", [])
+    effect.evaluate(run_dir, "--severities=()")  # a student trained again since
+    results("t0", "s1", [])
+    effect.evaluate(run_dir, "--severities=()")  # a teacher trained again since
+    results("t1", None, [])
+    effect.evaluate(run_dir, "--severities=()")  # the teacher alone was scored
+    assert calls == [("--severities=()",), ("--severities=(1, 3)",), ("--severities=()",), ("--severities=()",),
+                     ("--severities=()",)]

@@ -49,7 +49,9 @@ def test_four_scripts_end_to_end(synthetic_npz, tmp_path):
     assert "| teacher model | noise | test loss / accuracy | student model |" in out.stdout
     results = json.load(open(os.path.join(run, "results.json")))
     for stage in ("teacher", "student"):
-        assert 0 <= results[stage]["accuracy"] <= 1 and len(results[stage]["per_class_accuracy"]) == 4
+        confusion = np.array(results[stage]["confusion"])
+        assert results[stage]["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+        assert len(results[stage]["per_class_accuracy"]) == 4
     assert results["teacher"]["noise"] is False and results["student"]["noise"] is True
     assert results["teacher"]["accuracy"] > 0.4  # the colour tints are easy: chance is 0.25
     assert set(results["student"]["corruption_accuracy"]) >= {"gaussian_noise", "jpeg", "pixelate"}

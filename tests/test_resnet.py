@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import keras
 
-from noisy.resnet import PRESETS, RESNET9_PRESETS, build_resnet, survival_probabilities
+from noisy.resnet import PRESETS, ResNet9, build_resnet, survival_probabilities
 
 
 def test_survival_decays_linearly_to_the_last_block():
@@ -35,7 +35,8 @@ def test_presets_grow_from_tiny_to_students():
 
 
 def test_resnet9_presets_halve_the_image_per_stage_and_grow_in_width():
-    counts = [build_resnet(name, 10, (32, 32, 3)).count_params() for name in sorted(RESNET9_PRESETS)]
+    counts = [build_resnet(name, 10, (32, 32, 3)).count_params() for name, spec in PRESETS.items()
+              if isinstance(spec, ResNet9)]
     assert counts == sorted(counts) and 3e5 < counts[0] < 5e5  # w16 < w24 < w32
     model = build_resnet("resnet9_w16", 10, (32, 32, 3), dropout=0.5, survival_last=0.8)
     assert model.get_layer("stage3_block1_add").output.shape[1:] == (4, 4, 128)
@@ -74,7 +75,6 @@ def test_stochastic_depth_drops_whole_branches_per_sample():
     kept = per_sample[:, 0] > 0
     assert abs(kept.mean() - 0.8) < 0.03  # 0.8, not 0.2: p and 1 - p must not be swapped
     assert np.allclose(per_sample[kept, 0], 1 / 0.8)  # inverted scaling
-    assert 0 < kept.mean() < 1  # different images get different draws
     identity = keras.ops.convert_to_numpy(drop(np.ones((10, 2, 2, 3), "float32"), training=False))
     assert (identity == 1).all()
 

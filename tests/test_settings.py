@@ -21,9 +21,15 @@ def test_int_is_accepted_where_a_float_is_expected():
     assert ns["LR"] == 1.0 and isinstance(ns["LR"], float)
 
 
-def test_value_containing_equals_sign_and_numeric_string():
+def test_value_containing_equals_sign_keeps_everything_after_the_first():
     ns = namespace()
-    configure(ns, ["--data=a=b", "--data=2024"])
+    configure(ns, ["--data=a=b"])
+    assert ns["DATA"] == "a=b"
+
+
+def test_numeric_value_of_a_string_setting_stays_a_string():
+    ns = namespace()
+    configure(ns, ["--data=2024"])
     assert ns["DATA"] == "2024"
 
 

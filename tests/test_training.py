@@ -1,0 +1,56 @@
+"""The article's default schedule (flat epochs, then ReduceLROnPlateau and EarlyStopping)
+and the restore of the best validation epoch, on a tiny model in this process."""
+import keras
+import numpy as np
+
+from noisy.streams import NoisyStream
+from noisy.training import compile_model, fit, make_optimizer, one_hot
+
+
+def tiny_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Rescaling(1 / 255)(keras.layers.Flatten()(inputs))
+    x = keras.layers.Dense(16, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def data(seed, n=96):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 4, 4, 3)).astype(np.uint8), rng.integers(0, 3, n)
+
+
+def train(stage_dir, lr, epochs, flat_epochs, patience, seed=0):
+    images, labels = data(seed)
+    val_images, val_labels = data(seed + 100, 48)
+    stream = NoisyStream([(images, np.arange(len(images)))], one_hot(labels, 3), 32, seed=seed)
+    model = tiny_model(seed)
+    compile_model(model, make_optimizer("adam", lr, "plateau", len(stream) * epochs, 0), "false")
+    validation = (val_images, one_hot(val_labels, 3))
+    model, checkpoint = fit(model, stream, validation, str(stage_dir), epochs, "plateau", flat_epochs,
+                            patience, verbose=0)
+    return model, checkpoint.history, validation
+
+
+def test_plateau_waits_for_the_flat_epochs_then_lowers_the_rate_and_stops(tmp_path):
+    # A rate of 1e-12 leaves float32 weights unchanged: the validation loss never improves,
+    # so ReduceLROnPlateau (patience 3) and EarlyStopping (patience 4) count from the first
+    # epoch after the flat phase (epochs 0-1), never earlier.
+    _, history, _ = train(tmp_path / "flat2", 1e-12, epochs=30, flat_epochs=2, patience=4)
+    rates = [row["learning_rate"] for row in history]
+    assert len(history) == 7  # epoch 2 sets the best; 3, 4, 5, 6 do not improve: stop after 6
+    assert np.allclose(rates[:6], 1e-12) and np.isclose(rates[6], 1e-13)  # lowered after epoch 5
+    _, history, _ = train(tmp_path / "flat0", 1e-12, epochs=30, flat_epochs=0, patience=4)
+    assert len(history) == 5 and np.isclose(history[4]["learning_rate"], 1e-13)
+    _, history, _ = train(tmp_path / "flat40", 1e-12, epochs=6, flat_epochs=40, patience=4)
+    assert len(history) == 6 and np.allclose([row["learning_rate"] for row in history], 1e-12)
+
+
+def test_the_best_validation_epoch_is_restored(tmp_path):
+    model, history, (val_images, val_targets) = train(tmp_path / "best", 0.05, epochs=6, flat_epochs=6,
+                                                      patience=4, seed=3)
+    scores = [row["val_accuracy"] for row in history]
+    best = int(np.argmax(scores))  # the first of equal scores
+    assert best != len(history) - 1, "this seed's best epoch should not be the last"
+    accuracy = model.evaluate(val_images, val_targets, verbose=0, return_dict=True)["accuracy"]
+    assert np.isclose(accuracy, scores[best]) and not np.isclose(accuracy, scores[-1])
