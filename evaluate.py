@@ -35,8 +35,29 @@ settings = noisy.configure(globals())
 noisy.require(BATCH_SIZE >= 1 and ECE_BINS >= 1, "--batch_size and --ece_bins must be >= 1")
 noisy.require(all(s in (1, 2, 3, 4, 5) for s in SEVERITIES), f"--severities={SEVERITIES}: expected values in 1..5")
 noisy.require(CORRUPTION_IMAGES >= 0, "--corruption_images must be >= 0")
+noisy.lock(RUN_DIR, ".lock-evaluate")
+
+# 0. What is scored: each model must be the file its stage wrote, and the student the
+#    student of this teacher.
+configs = {"teacher": noisy.read_config(os.path.join(RUN_DIR, "teacher"), "train_teacher.py", needs=["model.keras"])}
+if os.path.exists(os.path.join(RUN_DIR, "student", "config.json")):
+    configs["student"] = noisy.read_config(os.path.join(RUN_DIR, "student"), "train_student.py", needs=["model.keras"])
+    trained_from, teacher_run = configs["student"]["teacher"]["run_id"], configs["teacher"]["run_id"]
+    noisy.require(trained_from == teacher_run,
+                  f"{RUN_DIR}/student was trained from teacher run {trained_from}, but {RUN_DIR}/teacher holds "
+                  f"teacher run {teacher_run}; retrain the student (train_student.py --retrain=True) or score "
+                  "them separately")
+else:
+    print(f"no finished student in {RUN_DIR}/student: evaluating the teacher alone")
+for stage, config in configs.items():
+    noisy.check_model_file(os.path.join(RUN_DIR, stage), config, f"train_{stage}.py")
 data = noisy.load_split(os.path.join(RUN_DIR, "data"))
-class_names = noisy.read_config(os.path.join(RUN_DIR, "data"), "train_teacher.py")["class_names"]
+data_config = noisy.read_config(os.path.join(RUN_DIR, "data"), "train_teacher.py")
+class_names = data_config["class_names"]
+noisy.require(configs["teacher"].get("identity", {}).get("inputs", {}).get("split")
+              in (None, noisy.split_id(data, data_config)),
+              f"{RUN_DIR}/teacher was trained on another split than {RUN_DIR}/data holds; its test images may "
+              "not be held out from it")
 images, labels = data["test_images"][:], np.asarray(data["test_labels"])
 # A fixed, class-balanced subset for the corruption check (identical for every model).
 subset = np.arange(len(labels))
@@ -52,14 +73,10 @@ def predict(model, x):
 # 1. Clean test accuracy, calibration and per-class accuracy of each model.
 results, robustness = {"test_images": len(labels)}, {}
 corrupted = {(name, s): corrupt(images[subset], name, s, seed=s) for name in CORRUPTIONS for s in SEVERITIES}
-for stage, script in (("teacher", "train_teacher.py"), ("student", "train_student.py")):
+for stage, config in configs.items():
     stage_dir = os.path.join(RUN_DIR, stage)
-    if stage == "student" and not os.path.exists(os.path.join(stage_dir, "config.json")):
-        print(f"no finished student in {stage_dir}: evaluating the teacher alone")
-        continue
-    config = noisy.read_config(stage_dir, script, needs=["model.keras"])
     print(f"evaluating {stage_dir}/model.keras on {len(labels)} test images ...", flush=True)
-    model = noisy.load_model(os.path.join(stage_dir, "model.keras"), script)
+    model = noisy.load_model(os.path.join(stage_dir, "model.keras"), f"train_{stage}.py")
     results[stage] = dict(metrics(predict(model, images), labels, ECE_BINS), model=config["model"],
                           noise=config["noise"], run_id=config["run_id"])
     # 2. Robustness: accuracy under common corruptions of the test images.

@@ -37,6 +37,7 @@ WORKERS = 4               # parallel workers reading images
 NUM_SHARDS = 1            # split labeling over this many runs (GPUs or machines)
 SHARD = -1                # with NUM_SHARDS > 1: the slice this run labels (0..NUM_SHARDS-1); -1 = merge them
 SEED = 0                  # the random remainder when duplicating images
+RETRAIN = False           # True = label again although RUN_DIR/pseudo holds finished pseudo-labels
 # ------------------------------------------------------------------------------
 noisy.install_error_hook()
 settings = noisy.configure(globals())
@@ -46,46 +47,52 @@ noisy.require(PER_CLASS >= 0 and BATCH_SIZE >= 1, "--per_class must be >= 0 and 
 noisy.require(NUM_SHARDS >= 1 and -1 <= SHARD < NUM_SHARDS,
               f"--shard={SHARD} --num_shards={NUM_SHARDS}: expected num_shards >= 1 and shard in -1..num_shards-1")
 teacher_dir, out_dir = os.path.join(RUN_DIR, "teacher"), os.path.join(RUN_DIR, "pseudo")
+shard_dir = os.path.join(out_dir, "shards")
+labels_one_shard = NUM_SHARDS > 1 and SHARD >= 0  # writes only its slice, never the stage
+noisy.lock(shard_dir, f".lock-{SHARD:04d}") if labels_one_shard else noisy.lock(out_dir)
 teacher_config = noisy.read_config(teacher_dir, "train_teacher.py", needs=["model.keras"])
+teacher_sha = noisy.check_model_file(teacher_dir, teacher_config, "train_teacher.py")
 data_config = teacher_config["data"]
-if os.path.isfile(os.path.join(out_dir, "config.json")):
-    os.remove(os.path.join(out_dir, "config.json"))  # until this run finishes, RUN_DIR/pseudo is unfinished
 num_classes, image_shape = data_config["num_classes"], tuple(data_config["image_shape"])
 
-# 1. The unlabeled pool: an image file and the rows of it to label.
+# 1. The unlabeled pool: an image file and the rows of it to label, and what identifies it.
 data = noisy.load_split(os.path.join(RUN_DIR, "data"))
+split = noisy.split_id(data, data_config)
 hidden_labels = None  # the true labels, for diagnostics only, when the pool comes from the split
 if UNLABELED == "":
     pool_file, rows = os.path.abspath(os.path.join(RUN_DIR, "data", "train_images.npy")), data["unlabeled"]
-    hidden_labels = data["train_labels"][rows]
+    hidden_labels, pool_id = data["train_labels"][rows], {"split": split}
 elif os.path.isdir(UNLABELED):
-    pool_file, count = noisy.cache_image_folder(UNLABELED, out_dir, image_shape[0])
-    pool_file, rows = os.path.abspath(pool_file), np.arange(count)
-elif UNLABELED.endswith(".npy"):
+    pool_file, count, key = noisy.cache_image_folder(UNLABELED, os.path.join(RUN_DIR, "pool"), image_shape[0])
+    pool_file, rows, pool_id = os.path.abspath(pool_file), np.arange(count), {"folder": key}
+elif UNLABELED.endswith(".npy") and os.path.isfile(UNLABELED):
     pool_file = os.path.abspath(UNLABELED)
-    rows = np.arange(len(noisy.NpyRows(pool_file)))
+    rows, pool_id = np.arange(len(noisy.NpyRows(pool_file))), noisy.npy_identity(pool_file)
 else:
-    raise noisy.UserError(f"--unlabeled={UNLABELED!r}: expected '', an existing folder or an .npy file")
+    raise noisy.UserError(f"--unlabeled={UNLABELED!r}: expected '', an existing folder or an existing .npy file")
 pool = noisy.NpyRows(pool_file)  # read by rows on demand: a pool may exceed RAM
 noisy.require(pool.dtype == np.uint8 and pool.shape[1:] == image_shape,
               f"{pool_file}: images of shape {pool.shape[1:]} dtype {pool.dtype}; expected uint8 {image_shape}")
 noisy.require(len(rows) > 0, f"the unlabeled pool is empty (--unlabeled={UNLABELED!r}, run_dir {RUN_DIR})")
+wanted = noisy.identity(settings, {"split": split, "teacher": teacher_config["run_id"], "teacher_sha256": teacher_sha,
+                                   "pool": pool_id}, runtime=("batch_size",))
+if not labels_one_shard:
+    noisy.check_stage(out_dir, "set of pseudo-labels", wanted, RETRAIN)
 
 # 2. Predict with the un-noised teacher: predict() runs the model in inference mode.
 #    With NUM_SHARDS > 1, each run labels one contiguous slice of the pool (on its own GPU
 #    or machine) and saves it; a final run with --shard=-1 merges the slices.
-shard_dir = os.path.join(out_dir, "shards")
-pool_id = {"teacher": teacher_config["run_id"], "pool_file": pool_file, "pool_rows": len(rows)}
+shard_id = dict(wanted["inputs"], pool_rows=len(rows))
 if NUM_SHARDS > 1 and SHARD == -1:
-    probs = noisy.merge_shards(shard_dir, NUM_SHARDS, pool_id)
+    probs = noisy.merge_shards(shard_dir, NUM_SHARDS, shard_id)
 else:
     part = np.array_split(np.arange(len(rows)), NUM_SHARDS)[max(SHARD, 0)]
     teacher = noisy.load_model(os.path.join(teacher_dir, "model.keras"), "train_teacher.py")
     print(f"labeling {len(part)} images with the teacher ...", flush=True)
     probs = teacher.predict(noisy.ImageBatches(pool, rows[part], BATCH_SIZE, workers=WORKERS), verbose=0)
     probs = probs.astype(np.float32)
-    if NUM_SHARDS > 1:
-        noisy.save_shard(shard_dir, SHARD, NUM_SHARDS, pool_id, probs)
+    if labels_one_shard:
+        noisy.save_shard(shard_dir, SHARD, NUM_SHARDS, shard_id, probs)
         print(f"wrote shard {SHARD} of {NUM_SHARDS}; when all are done, run again with --shard=-1 "
               f"--num_shards={NUM_SHARDS} to merge, threshold and balance")
         raise SystemExit(0)
@@ -104,6 +111,7 @@ balanced = keep[noisy.balance_classes(classes[keep], confidence[keep], num_class
                                       np.random.default_rng(SEED))]
 targets = probs[balanced] if SOFT else noisy.one_hot(classes[balanced], num_classes)
 
+noisy.begin_stage(out_dir, "set of pseudo-labels", wanted, RETRAIN)  # every check passed: replace the old ones
 summary = {"pool": len(rows), "kept": len(keep), "balanced": len(balanced),
            "kept_per_class": np.bincount(classes[keep], minlength=num_classes).tolist(),
            "balanced_per_class": np.bincount(classes[balanced], minlength=num_classes).tolist()}
@@ -119,9 +127,9 @@ noisy.save_npy(os.path.join(out_dir, "pool_probs.npy"), probs)
 noisy.save_npy(os.path.join(out_dir, "indices.npy"), rows[balanced])
 noisy.save_npy(os.path.join(out_dir, "targets.npy"), targets)
 noisy.save_json(os.path.join(out_dir, "summary.json"), summary)
-noisy.save_json(os.path.join(out_dir, "config.json"), dict(
+noisy.finish_stage(out_dir, dict(
     settings, stage="pseudo", pool_file=noisy.relative_to_run(pool_file, RUN_DIR), pool_rows=len(rows), data=data_config,
-    teacher=teacher_config, sources=noisy.source_hashes(), complete=True))
+    teacher=teacher_config, sources=noisy.source_hashes()), wanted)
 print(f"kept {len(keep)} of {len(rows)} images above {THRESHOLD}"
       + (f" ({summary['accuracy_kept']:.1%} correct)" if hidden_labels is not None else "")
       + f"; {len(balanced)} after balancing"

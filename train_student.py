@@ -47,31 +47,42 @@ noisy.install_error_hook()
 settings = noisy.configure(globals())
 noisy.check_training_settings(settings, empty_model_ok=True)
 noisy.require(LABELED_COPIES >= 1, f"--labeled_copies={LABELED_COPIES}: expected an integer >= 1")
-stage_dir = os.path.join(RUN_DIR, "student")
-noisy.start_stage(stage_dir, "student", RETRAIN)
-pseudo_dir = os.path.join(RUN_DIR, "pseudo")
+stage_dir, pseudo_dir, teacher_dir = (os.path.join(RUN_DIR, name) for name in ("student", "pseudo", "teacher"))
+noisy.lock(stage_dir)
 pseudo_config = noisy.read_config(pseudo_dir, "pseudo_label.py", needs=["indices.npy", "targets.npy"])
-teacher_config = noisy.read_config(os.path.join(RUN_DIR, "teacher"), "train_teacher.py")
+teacher_config = noisy.read_config(teacher_dir, "train_teacher.py")
 noisy.require(pseudo_config["teacher"]["run_id"] == teacher_config["run_id"],
-              f"{pseudo_dir} was labeled by an earlier teacher than {RUN_DIR}/teacher; rerun pseudo_label.py")
+              f"{pseudo_dir} was labeled by another teacher (run {pseudo_config['teacher']['run_id']}) than the one "
+              f"in {teacher_dir} (run {teacher_config['run_id']}); rerun pseudo_label.py --retrain=True")
 data_config = teacher_config["data"]
 num_classes = data_config["num_classes"]
+settings["model"] = model_name = MODEL or teacher_config["model"]  # '' resolved: the identity names the preset
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
 batch_size, lr = BATCH_SIZE * replicas, LR * replicas  # global batch, linearly scaled rate
 
 # 1. Labeled data (one-hot) + pseudo-labeled data (the teacher's targets), by index.
 data = noisy.load_split(os.path.join(RUN_DIR, "data"))
+split = noisy.split_id(data, data_config)
+noisy.require(pseudo_config.get("identity", {}).get("inputs", {}).get("split") in (None, split),
+              f"{pseudo_dir} was made from another split than {RUN_DIR}/data; rerun pseudo_label.py --retrain=True")
 labeled, val = data["labeled"], data["val"]
-pool = noisy.NpyRows(os.path.join(RUN_DIR, pseudo_config["pool_file"]))  # relative to RUN_DIR, or absolute
+pool_file = os.path.join(RUN_DIR, pseudo_config["pool_file"])  # relative to RUN_DIR, or absolute
+pool_id = pseudo_config.get("identity", {}).get("inputs", {}).get("pool", {})
+noisy.require("npy" not in pool_id or noisy.npy_identity(pool_file) == pool_id,
+              f"{pool_file} changed since pseudo_label.py labeled it; rerun pseudo_label.py --retrain=True")
+pool = noisy.NpyRows(pool_file)
 pseudo_rows, pseudo_targets = noisy.load_npy(os.path.join(pseudo_dir, "indices.npy")), \
     noisy.load_npy(os.path.join(pseudo_dir, "targets.npy"), mmap=False)
-noisy.require(len(pseudo_rows) == len(pseudo_targets) and pseudo_targets.shape[1:] == (num_classes,),
-              f"{pseudo_dir}: indices.npy and targets.npy do not match; rerun pseudo_label.py")
+noisy.require(len(pseudo_rows) == len(pseudo_targets) and pseudo_targets.shape[1:] == (num_classes,)
+              and (len(pseudo_rows) == 0 or 0 <= pseudo_rows.min() and pseudo_rows.max() < len(pool)),
+              f"{pseudo_dir}: indices.npy and targets.npy do not match each other or the pool; rerun pseudo_label.py")
 labeled = np.tile(labeled, LABELED_COPIES)  # by index: copies cost no memory
 targets = np.concatenate([noisy.one_hot(data["train_labels"][labeled], num_classes), pseudo_targets])
 print(f"student data: {len(labeled)} labeled ({LABELED_COPIES} x {len(labeled) // LABELED_COPIES}) "
       f"+ {len(pseudo_rows)} pseudo-labeled images")
+wanted = noisy.identity(settings, {"split": split, "teacher": teacher_config["run_id"],
+                                   "pseudo": pseudo_config["run_id"]})
 
 # 2. The training stream, with input noise: RandAugment per image, flip and crop.
 stream = noisy.NoisyStream([(data["train_images"], labeled), (pool, pseudo_rows)], targets, batch_size,
@@ -82,7 +93,6 @@ stream = noisy.NoisyStream([(data["train_images"], labeled), (pool, pseudo_rows)
 # 3. The student: the teacher's preset or a larger one, with model noise (dropout,
 #    stochastic depth), trained from scratch (resumable) on the chosen devices; keep the
 #    best epoch on the validation split, save.
-model_name = MODEL or teacher_config["model"]
 with scope:
     model = noisy.build_resnet(model_name, num_classes, tuple(data_config["image_shape"]),
                                dropout=DROPOUT if NOISE else 0.0,
@@ -92,11 +102,12 @@ with scope:
                   f"{teacher_config['model']} ({teacher_config['parameters']:,}); a student must be equal or larger")
     noisy.compile_model(model, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
                                                    WARMUP_EPOCHS * len(stream)), JIT_COMPILE)
+    noisy.begin_stage(stage_dir, "student", wanted, RETRAIN)  # every check passed: only now replace or resume
     print(f"student {model_name}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
           f"{EPOCHS} epochs of {len(stream)} steps")
     validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], num_classes)) if len(val) else None
     model, _ = noisy.fit(model, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE)
-noisy.finish_stage(stage_dir, model, dict(settings, stage="student", model=model_name, data=data_config,
-                                          parameters=model.count_params(), teacher=teacher_config,
-                                          pseudo=pseudo_config, sources=noisy.source_hashes()))
+noisy.finish_stage(stage_dir, dict(settings, stage="student", data=data_config, parameters=model.count_params(),
+                                   teacher=teacher_config, pseudo=pseudo_config, sources=noisy.source_hashes()),
+                   wanted, model)
 print(f"wrote {stage_dir}/model.keras")

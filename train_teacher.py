@@ -51,19 +51,23 @@ noisy.install_error_hook()
 settings = noisy.configure(globals())
 noisy.check_training_settings(settings)
 noisy.require(NUM_LABELED >= 0 and NUM_VAL >= 0, "--num_labeled and --num_val must be >= 0")
-stage_dir = os.path.join(RUN_DIR, "teacher")
-noisy.start_stage(stage_dir, "teacher", RETRAIN)
+stage_dir, data_dir = os.path.join(RUN_DIR, "teacher"), os.path.join(RUN_DIR, "data")
+noisy.lock(stage_dir)  # one process per stage; it also guards RUN_DIR/data while the split is made
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
 batch_size, lr = BATCH_SIZE * replicas, LR * replicas  # global batch, linearly scaled rate
 
 # 1. Labeled data: cache the source and draw the class-balanced split once per RUN_DIR.
-data_config = noisy.prepare_data(DATA, os.path.join(RUN_DIR, "data"), NUM_LABELED, NUM_VAL, SEED)
-data = noisy.load_split(os.path.join(RUN_DIR, "data"))
+data_config = noisy.prepare_data(DATA, data_dir, NUM_LABELED, NUM_VAL, SEED)
+data = noisy.load_split(data_dir)
 num_classes = data_config["num_classes"]
 labeled, val = data["labeled"], data["val"]
 print(f"labeled {len(labeled)}, validation {len(val)}, unlabeled pool {len(data['unlabeled'])}, "
       f"test {len(data['test_labels'])} images of {num_classes} classes")
+# Every input is checked: only now may a finished or half-trained teacher be replaced.
+wanted = noisy.identity(settings, {"split": noisy.split_id(data, data_config)},
+                        runtime=("data", "num_labeled", "num_val"))  # the split's identity stands for them
+noisy.begin_stage(stage_dir, "teacher", wanted, RETRAIN)
 
 # 2. The training stream, noised like the student's (article experiment 2) or not (experiment 1).
 stream = noisy.NoisyStream([(data["train_images"], labeled)],
@@ -84,6 +88,6 @@ with scope:
           f"{EPOCHS} epochs of {len(stream)} steps")
     validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], num_classes)) if len(val) else None
     model, _ = noisy.fit(model, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE)
-noisy.finish_stage(stage_dir, model, dict(settings, stage="teacher", data=data_config,
-                                          parameters=model.count_params(), sources=noisy.source_hashes()))
+noisy.finish_stage(stage_dir, dict(settings, stage="teacher", data=data_config, parameters=model.count_params(),
+                                   sources=noisy.source_hashes()), wanted, model)
 print(f"wrote {stage_dir}/model.keras")

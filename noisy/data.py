@@ -11,6 +11,7 @@ Labeled sources:
 The teacher stage caches the source as `.npy` files in `RUN_DIR/data/` together with the
 split (index arrays), so every later stage reads the same images.
 """
+import hashlib
 import json
 import os
 
@@ -22,6 +23,7 @@ from noisy.images import decode_images, list_images, warn_skipped
 from noisy.settings import UserError
 from noisy.streams import NpyRows
 
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # what keras.datasets.cifar10 downloads
 
 def _class_folder_split(folder, split, size):
     root = os.path.join(folder, split)
@@ -51,7 +53,13 @@ def _class_folder_split(folder, split, size):
 def load_source(source, image_size=32):
     """Return (train_images, train_labels, test_images, test_labels, class_names)."""
     if source == "cifar10":
-        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+        try:
+            (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+        except Exception as e:  # urllib, tarfile and OS errors, wrapped by get_file in several types
+            raise UserError(f"--data=cifar10: could not download or unpack {CIFAR10_URL} "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); without internet, "
+                            "use --data=<folder with train/<class>/ and test/<class>/ image files> or "
+                            "--data=<file.npz with x_train, y_train, x_test, y_test>") from None
         names = ["airplane", "automobile", "bird", "cat", "deer",
                  "dog", "frog", "horse", "ship", "truck"]
         return x_train, y_train.ravel(), x_test, y_test.ravel(), names
@@ -67,11 +75,17 @@ def load_source(source, image_size=32):
                 arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
         except (ValueError, OSError) as e:
             raise UserError(f"--data: {source} is not a readable .npz ({e})") from None
-        for k in ("x_train", "x_test"):
-            a = arrays[k]
-            if a.ndim != 4 or a.shape[-1] != 3 or a.dtype != np.uint8:
-                raise UserError(f"--data: {source}:{k} has shape {a.shape} dtype {a.dtype}; "
+        for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
+            images, labels = arrays[x], arrays[y]
+            if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+                raise UserError(f"--data: {source}:{x} has shape {images.shape} dtype {images.dtype}; "
                                 "expected uint8 images (n, h, w, 3)")
+            if labels.size != len(images) or labels.ndim > 2:
+                raise UserError(f"--data: {source}:{y} holds {labels.size} labels for the {len(images)} "
+                                f"images of {x}; expected one integer label per image")
+            if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0):
+                raise UserError(f"--data: {source}:{y} has labels of dtype {labels.dtype} from {labels.min()} "
+                                f"to {labels.max()}; expected integers 0, 1, ..., classes - 1")
         num_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
         return (arrays["x_train"], arrays["y_train"].ravel().astype(np.int64), arrays["x_test"],
                 arrays["y_test"].ravel().astype(np.int64), [str(i) for i in range(num_classes)])
@@ -143,6 +157,16 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
                   num_unlabeled=len(unlabeled), complete=True)
     save_json(config_path, config)
     return config
+
+
+def split_id(data, config):
+    """sha256 (16 hex digits) of what a split is: its source and settings, the labels and
+    the labeled / validation / unlabeled index arrays (`data` as `load_split` returns it)."""
+    digest = hashlib.sha256(json.dumps({k: config.get(k) for k in ("source", "num_labeled", "num_val", "seed",
+                                                                   "image_shape")}, sort_keys=True).encode())
+    for name in ("train_labels", "test_labels", "labeled", "val", "unlabeled"):
+        digest.update(np.ascontiguousarray(data[name], np.int64).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def load_split(data_dir):

@@ -78,7 +78,7 @@ def images_to_npy(paths, out_path, size, workers=8):
     pool larger than RAM never sits in memory. Unreadable files are skipped, counted and
     named in a warning. Returns the list of paths that were kept."""
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    tmp = out_path + ".partial.npy"
+    tmp = f"{out_path}.partial{os.getpid()}.npy"  # shard runs may fill one cache at once
     images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                        shape=(max(len(paths), 1), size, size, 3))
     kept, bad = [], []
@@ -99,38 +99,49 @@ def images_to_npy(paths, out_path, size, workers=8):
         os.replace(tmp, out_path)
     else:
         src = np.load(tmp, mmap_mode="r")
-        dst = np.lib.format.open_memmap(out_path + ".trim.npy", mode="w+", dtype=np.uint8,
+        dst = np.lib.format.open_memmap(f"{out_path}.trim{os.getpid()}.npy", mode="w+", dtype=np.uint8,
                                         shape=(len(kept), size, size, 3))
         for start in range(0, len(kept), 65536):
             stop = min(start + 65536, len(kept))
             dst[start:stop] = src[start:stop]
         dst.flush()
         del dst, src
-        os.replace(out_path + ".trim.npy", out_path)
+        os.replace(f"{out_path}.trim{os.getpid()}.npy", out_path)
         os.remove(tmp)
     return kept
 
 
-def cache_image_folder(folder, out_dir, size):
-    """Decode every image below `folder` into `out_dir/pool_images.npy` once, listing the
-    files kept in `out_dir/pool_files.txt`; a later call with the same file listing and
-    size reuses the cache. Returns (path of the .npy, number of images)."""
-    paths = list_images(folder)
+def folder_identity(paths, size):
+    """sha256 (16 hex digits) of image files as they are now: the path, byte size and
+    modification time of each, and the size they are decoded to. A file rewritten under
+    the same name changes it."""
+    digest = hashlib.sha256(str(size).encode())
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"\n{os.path.abspath(path)}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def cache_image_folder(folder, cache_root, size, paths=None):
+    """Decode the images below `folder` (or the chosen `paths` in it) once into
+    `cache_root/<identity>/images.npy`, listing the files kept in `files.txt` beside it.
+    The cache is keyed by `folder_identity`, so changed files make a new cache and a cache
+    never changes under a stage that used it. Returns (images.npy path, images, identity)."""
+    paths = list_images(folder) if paths is None else paths
     if not paths:
         raise UserError(f"--unlabeled: {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    pool_file = os.path.join(out_dir, "pool_images.npy")
-    listing = hashlib.sha256("\n".join(paths + [str(size)]).encode()).hexdigest()
-    source_file = os.path.join(out_dir, "pool_source.json")
+    key = folder_identity(paths, size)
+    cache = os.path.join(cache_root, key)
+    pool_file, source_file = os.path.join(cache, "images.npy"), os.path.join(cache, "source.json")
     if os.path.isfile(source_file) and os.path.isfile(pool_file):
         with open(source_file) as f:
-            cached = json.load(f)
-        if cached.get("listing") == listing:
-            print(f"reusing {pool_file} ({cached['kept']} images from {folder})", flush=True)
-            return pool_file, cached["kept"]
+            kept = json.load(f)["kept"]
+        print(f"reusing {pool_file} ({kept} images from {folder})", flush=True)
+        return pool_file, kept, key
     print(f"reading {len(paths)} images from {folder} into {pool_file} ...", flush=True)
     kept = images_to_npy(paths, pool_file, size)
     if not kept:
         raise UserError(f"--unlabeled: none of the {len(paths)} files in {folder} could be read as an image")
-    save_text(os.path.join(out_dir, "pool_files.txt"), "\n".join(kept) + "\n")
-    save_json(source_file, {"folder": os.path.abspath(folder), "listing": listing, "kept": len(kept)})
-    return pool_file, len(kept)
+    save_text(os.path.join(cache, "files.txt"), "\n".join(kept) + "\n")
+    save_json(source_file, {"folder": os.path.abspath(folder), "identity": key, "kept": len(kept)})
+    return pool_file, len(kept), key

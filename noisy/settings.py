@@ -11,6 +11,8 @@ and rejects an unknown name with the list of valid ones.
 DATA = '/tmp/cifar10' in the script's namespace (a string needs no quotes).
 """
 import ast
+import atexit
+import os
 import sys
 
 
@@ -18,16 +20,44 @@ class UserError(Exception):
     """A problem with the user's input or settings: printed as one line, exit code 2."""
 
 
-def _print_user_error(kind, error, traceback):
+class interrupted:
+    """What a Ctrl-C says: the training loop sets `resume_epoch` after every epoch it saves."""
+    resume_epoch = None
+
+
+def one_line(kind, error):
+    """The `error: ...` line for an exception that ends a script."""
     if issubclass(kind, UserError):
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    sys.__excepthook__(kind, error, traceback)
+        return f"error: {error}"
+    if issubclass(kind, OSError) and error.strerror:  # no space, read-only, permission, ...
+        where = f": {error.filename}" if error.filename else ""
+        return f"error: {error.strerror}{where}" + (f" -> {error.filename2}" if error.filename2 else "")
+    text = str(error).strip().splitlines()
+    return (f"error: unexpected {kind.__name__}: {text[0] if text else ''} "
+            "(set NOISY_TRACEBACK=1 to see the traceback)")
+
+
+def _report(kind, error, traceback):
+    if issubclass(kind, KeyboardInterrupt):
+        epoch = interrupted.resume_epoch
+        print("interrupted: rerun the same command to " + (
+            f"resume after epoch {epoch}" if epoch is not None else "start again (no epoch was finished)"),
+            file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        atexit._run_exitfuncs()  # release the stage's lock
+        os._exit(130)  # now: worker threads of a data pipeline must not hold the exit up
+    if os.environ.get("NOISY_TRACEBACK") and not issubclass(kind, UserError):
+        sys.__excepthook__(kind, error, traceback)
+    print(one_line(kind, error), file=sys.stderr)
+    sys.exit(2)
 
 
 def install_error_hook():
-    """Make an uncaught UserError print `error: <message>` instead of a traceback."""
-    sys.excepthook = _print_user_error
+    """Make a script that fails print one line `error: <message>` and exit with 2 (its own
+    UserError, an OSError naming its path, or anything unexpected), and a Ctrl-C print
+    how to resume and exit with 130."""
+    sys.excepthook = _report
 
 
 def _parse(name, text, current):

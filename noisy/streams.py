@@ -30,9 +30,12 @@ class NpyRows:
             raise UserError(f"{path} not found") from None
         except (ValueError, OSError) as e:
             raise UserError(f"{path} is not a readable .npy file ({e})") from None
-        if fortran or self.dtype.hasobject:
+        if fortran or self.dtype.hasobject or not self.shape:
             raise UserError(f"{path} is not a plain C-ordered array; save it with np.save")
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        if os.path.getsize(path) < self.offset + self.shape[0] * self.row_bytes:
+            raise UserError(f"{path} is truncated: {os.path.getsize(path)} bytes, its header promises "
+                            f"{self.offset + self.shape[0] * self.row_bytes}; write it again")
         self._fd = None
 
     def __len__(self):

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import shutil
-import time
 
 import keras
 import numpy as np
@@ -24,7 +23,7 @@ from noisy.artifacts import save_json, save_model, save_text
 from noisy.devices import PRECISIONS
 from noisy.randaugment import MAX_MAGNITUDE, OPS
 from noisy.resnet import MODELS
-from noisy.settings import UserError
+from noisy.settings import UserError, interrupted
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "plateau")
@@ -136,6 +135,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.best = row
         best_epoch = self.best["epoch"] if self.best else epoch
         save_json(os.path.join(self.resume_dir, "latest.json"), {"epoch": epoch, "best_epoch": best_epoch})
+        interrupted.resume_epoch = epoch  # what an interrupted run would resume after
         for name in os.listdir(self.resume_dir):
             if name.startswith("epoch-") and name not in (f"epoch-{epoch:04d}", f"epoch-{best_epoch:04d}"):
                 shutil.rmtree(os.path.join(self.resume_dir, name), ignore_errors=True)
@@ -158,16 +158,20 @@ def load_resume_point(stage_dir):
     latest = os.path.join(stage_dir, "resume", "latest.json")
     if not os.path.isfile(latest):
         return None
-    with open(latest) as f:
-        state = json.load(f)
-    folder = os.path.join(stage_dir, "resume", f"epoch-{state['epoch']:04d}")
+    start_over = f"delete {os.path.join(stage_dir, 'resume')} or pass --retrain=True to start this stage over"
+    try:
+        with open(latest) as f:
+            state = json.load(f)
+        folder = os.path.join(stage_dir, "resume", f"epoch-{int(state['epoch']):04d}")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{latest} is damaged ({type(e).__name__}: {e}); {start_over}") from None
     try:
         model = keras.models.load_model(os.path.join(folder, "model.keras"))
         with open(os.path.join(folder, "history.json")) as f:
             history = json.load(f)
     except Exception as e:  # a checkpoint we cannot read is reported, not trained over
-        raise UserError(f"cannot resume from {folder} ({e}); delete {os.path.join(stage_dir, 'resume')} "
-                        "to start this stage over") from None
+        raise UserError(f"cannot resume from {folder} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                        f"{start_over}") from None
     return model, state["epoch"] + 1, history
 
 
@@ -180,6 +184,7 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
     history, initial_epoch = [], 0
     if resumed:
         model, initial_epoch, history = resumed
+        interrupted.resume_epoch = initial_epoch - 1
         print(f"resuming {stage_dir} after epoch {initial_epoch - 1} "
               f"(from {os.path.join(stage_dir, 'resume')})", flush=True)
     monitor = "val_accuracy" if validation is not None else None
@@ -204,29 +209,6 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
               f"{checkpoint.best[monitor]:.4f}), the best on the validation split", flush=True)
         model = keras.models.load_model(best)
     return model, checkpoint
-
-
-def start_stage(stage_dir, name, retrain):
-    """Exit early if `stage_dir` already holds a finished stage (unless `retrain`); when
-    retraining, first drop its config.json and old checkpoints so that an interrupted
-    retrain can never pass for a finished one."""
-    config = os.path.join(stage_dir, "config.json")
-    if os.path.isfile(config) and not retrain:
-        print(f"{stage_dir} already holds a trained {name}; pass --retrain=True to train it again")
-        raise SystemExit(0)
-    if retrain:
-        if os.path.isfile(config):
-            os.remove(config)
-        shutil.rmtree(os.path.join(stage_dir, "resume"), ignore_errors=True)
-
-
-def finish_stage(stage_dir, model, config):
-    """Write the stage's model and config.json (marked complete, last, with a fresh
-    run_id that later stages check), then drop the resume checkpoints."""
-    save_model(os.path.join(stage_dir, "model.keras"), model)
-    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}"
-    save_json(os.path.join(stage_dir, "config.json"), dict(config, run_id=run_id, complete=True))
-    shutil.rmtree(os.path.join(stage_dir, "resume"), ignore_errors=True)
 
 
 def one_hot(labels, num_classes):

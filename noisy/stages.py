@@ -1,0 +1,217 @@
+"""A stage's life: one process at a time, and outputs that always match what made them.
+
+Each stage folder (`teacher/`, `pseudo/`, `student/`) records in its `config.json` an
+*identity*: the settings that define its result and the identity of every input it
+consumed (the split, the teacher's run id and file hash, the pseudo-labels' run id, the
+pool). A finished stage asked for again is skipped when the identity is the same and
+refused, naming what differs, when it is not (`--retrain=True` replaces it); a resume
+checkpoint is used only under the identity it was made with. Settings that do not change
+the result (`RUNTIME_SETTINGS`) do not count.
+
+Nothing finished is touched before every check has passed: scripts read and check their
+inputs first, then call `begin_stage`, which is the first thing that deletes anything.
+A lock file per stage keeps a second process out; a lock whose process is gone (killed)
+is taken over. Build systems (Make, Bazel, DVC's lock file) do the same on a larger scale.
+"""
+import atexit
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+
+from noisy.artifacts import save_json, save_model
+from noisy.settings import UserError
+
+# Settings that change how fast or where a stage runs, not what it produces.
+RUNTIME_SETTINGS = ("run_dir", "workers", "multiprocessing", "retrain", "jit_compile", "num_shards", "shard",
+                    "progress")
+
+
+def file_sha256(path):
+    """sha256 of a file's bytes (a ResNet50 model.keras, ~100 MB, in well under a second)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def npy_identity(path):
+    """An .npy file as it is now: its path, byte size and modification time (hashing a
+    pool of many GB at every stage would cost minutes)."""
+    stat = os.stat(path)
+    return {"npy": os.path.abspath(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def identity(settings, inputs, runtime=()):
+    """What defines a stage's result: its settings less the runtime ones, and its inputs,
+    as JSON stores them (tuples become lists), so that a stored identity compares equal."""
+    skip = set(RUNTIME_SETTINGS) | set(runtime)
+    return json.loads(json.dumps({"settings": {k: v for k, v in settings.items() if k not in skip},
+                                  "inputs": inputs}))
+
+
+def differences(old, new, prefix=""):
+    """'name: old -> new' for every leaf that differs between two identities."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new)):
+            found += differences(old.get(key), new.get(key), f"{prefix}{key}" if not prefix else f"{prefix}.{key}")
+        return found
+    return [] if old == new else [f"{prefix or 'identity'} {_short(old)} (now {_short(new)})"]
+
+
+def _short(value):
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _read_json(path, what):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not readable JSON ({type(e).__name__}: {e}); {what}") from None
+
+
+# ----------------------------------------------------------------------------- lock
+def _process_start(pid):
+    """The start time of process `pid` in clock ticks since boot (Linux), so that a pid
+    reused by another process is not mistaken for the lock's holder; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(holder):
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    started = _process_start(holder["pid"])
+    return started is None or holder.get("process_start") in (None, started)
+
+
+def lock(folder, name=".lock"):
+    """Hold `folder/name` until this process exits: a second process refuses in one line
+    naming the holder; a lock left by a process that is gone (killed) is taken over."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
+          "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    holder = json.load(f)
+            except (OSError, ValueError):
+                holder = None  # half written by a process killed at that instant, or removed meanwhile
+            if holder is None and os.path.exists(path) and time.time() - os.path.getmtime(path) < 5:
+                time.sleep(0.2)  # its holder may be writing it right now
+                continue
+            if holder and holder.get("host") != me["host"]:
+                raise UserError(f"{folder} is in use by process {holder.get('pid')} on host {holder.get('host')} "
+                                f"since {holder.get('started')}; if that process is gone, delete {path}")
+            if holder and _alive(holder):
+                raise UserError(f"{folder} is in use by process {holder['pid']} on host {holder['host']} since "
+                                f"{holder['started']}; wait for it to finish or stop it")
+            try:
+                os.remove(path)  # its process is gone
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        atexit.register(_unlock, path, me["pid"])
+        return
+    raise UserError(f"could not take the lock {path}; another process keeps taking it")
+
+
+def _unlock(path, pid):
+    try:
+        with open(path) as f:
+            if json.load(f).get("pid") == pid:
+                os.remove(path)
+    except (OSError, ValueError):
+        pass
+
+
+# ----------------------------------------------------------------------------- life cycle
+def check_stage(stage_dir, name, wanted, retrain):
+    """Exit 0 if `stage_dir` already holds a finished `name` with the identity `wanted`
+    (unless `retrain`); refuse one made otherwise, or a resume checkpoint made otherwise,
+    naming the differences. Touches nothing."""
+    config_path = os.path.join(stage_dir, "config.json")
+    resume_dir = os.path.join(stage_dir, "resume")
+    hint = "pass --retrain=True to replace it, or use another --run_dir"
+    if os.path.isfile(config_path) and not retrain:
+        config = _read_json(config_path, f"{hint.replace('it', 'the stage', 1)}")
+        if config.get("complete") is True:
+            differ = differences(config.get("identity"), wanted)
+            if not differ:
+                print(f"{stage_dir} already holds a finished {name} made with these settings and inputs; "
+                      "nothing to do (--retrain=True makes it again)")
+                raise SystemExit(0)
+            raise UserError(f"{stage_dir} holds a {name} made with other settings or inputs: "
+                            f"{'; '.join(differ)}; {hint}")
+    marker = os.path.join(resume_dir, "identity.json")
+    if os.path.isdir(resume_dir) and not retrain:
+        made_with = _read_json(marker, f"delete {resume_dir} or pass --retrain=True to start afresh") \
+            if os.path.isfile(marker) else None
+        differ = differences(made_with, wanted)
+        if differ:
+            raise UserError(f"cannot resume {stage_dir}: its checkpoints were made with other settings or inputs: "
+                            f"{'; '.join(differ)}; rerun with those settings to resume, or pass --retrain=True "
+                            "to start afresh")
+
+
+def begin_stage(stage_dir, name, wanted, retrain):
+    """Call after every input and setting has been checked: `check_stage`, then (with
+    `retrain`, or for a stage not finished) drop what this run replaces and record
+    `wanted` beside the checkpoints, so that a resumed run can be checked."""
+    check_stage(stage_dir, name, wanted, retrain)
+    config_path, resume_dir = os.path.join(stage_dir, "config.json"), os.path.join(stage_dir, "resume")
+    marker = os.path.join(resume_dir, "identity.json")
+    if os.path.isfile(config_path):
+        os.remove(config_path)
+    if retrain:
+        shutil.rmtree(resume_dir, ignore_errors=True)
+    os.makedirs(resume_dir, exist_ok=True)
+    save_json(marker, wanted)
+
+
+def finish_stage(stage_dir, config, wanted, model=None):
+    """Write the stage's model (if any) and its config.json, last, marked complete, with
+    its identity, the model's sha256 and a fresh run id that later stages record and
+    check; then drop the resume checkpoints."""
+    extra = {}
+    if model is not None:
+        path = os.path.join(stage_dir, "model.keras")
+        save_model(path, model)
+        extra["model_sha256"] = file_sha256(path)
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}"
+    save_json(os.path.join(stage_dir, "config.json"),
+              dict(config, **extra, identity=wanted, run_id=run_id, complete=True))
+    shutil.rmtree(os.path.join(stage_dir, "resume"), ignore_errors=True)
+    return run_id
+
+
+def check_model_file(stage_dir, config, script):
+    """The model file is the one the stage wrote (its sha256 in config.json): a model
+    copied over it is refused. Returns the sha256."""
+    path = os.path.join(stage_dir, "model.keras")
+    if not os.path.isfile(path):
+        raise UserError(f"{path} not found: run {script} first (or check --run_dir)")
+    sha = file_sha256(path)
+    if config.get("model_sha256") not in (None, sha):
+        raise UserError(f"{path} is not the model {script} wrote for this stage (its sha256 differs from "
+                        f"{os.path.join(stage_dir, 'config.json')}); rerun {script} with --retrain=True")
+    return sha
