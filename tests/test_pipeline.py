@@ -54,7 +54,7 @@ def test_four_scripts_end_to_end(synthetic_npz, tmp_path):
         assert len(results[stage]["per_class_accuracy"]) == 4
     assert results["teacher"]["noise"] is False and results["student"]["noise"] is True
     assert results["teacher"]["accuracy"] > 0.4  # the colour tints are easy: chance is 0.25
-    assert set(results["student"]["corruption_accuracy"]) >= {"gaussian_noise", "jpeg", "pixelate"}
+    assert set(results["student"]["corruption_accuracy"]) >= {"gaussian_noise", "jpeg_compression", "pixelate"}
     assert np.array(results["teacher"]["confusion"]).sum() == 80
     for name in ("teacher/model.keras", "teacher/history.csv", "student/model.keras", "results.md",
                  "confusion.png", "curves.png", "corruptions.png"):
