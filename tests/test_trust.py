@@ -1,0 +1,214 @@
+"""What a run guarantees (README): a stage's outputs match its settings and inputs, no
+failure destroys finished work, one run per stage, and every failure is one line."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_script, synthetic_images
+from noisy.images import cache_image_folder, folder_identity
+from noisy.settings import UserError, one_line
+from noisy.stages import begin_stage, check_stage, differences, finish_stage, identity, lock
+from noisy.streams import NpyRows
+from noisy.training import load_resume_point
+from test_pipeline import TEACHER, one_line_error
+
+
+def config_bytes(run, stage):
+    with open(os.path.join(run, stage, "config.json"), "rb") as f:
+        return f.read()
+
+
+@pytest.fixture
+def finished_run(synthetic_npz, tmp_path):
+    """A run folder with a finished teacher, pseudo-labels and student (1 epoch each)."""
+    run = str(tmp_path / "run")
+    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
+    run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32")
+    return run
+
+
+# ----------------------------------------------------------------------------- 1. identity
+def test_finished_stages_refuse_other_settings_and_redone_upstream_stages(finished_run, synthetic_npz):
+    run = finished_run
+    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--epochs=2", "--batch_size=32",
+                                      check=False))
+    assert f"{run}/student holds a student made with other settings or inputs: settings.epochs 1 (now 2)" in error
+    assert "pass --retrain=True to replace it" in error
+    same = run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32", "--workers=1")
+    assert "nothing to do" in same.stdout  # WORKERS does not define the result
+    # The teacher made again: every later stage and evaluate.py see it.
+    old_teacher = json.load(open(os.path.join(run, "teacher", "config.json")))["run_id"]
+    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER,
+               "--retrain=True")
+    new_teacher = json.load(open(os.path.join(run, "teacher", "config.json")))["run_id"]
+    assert new_teacher != old_teacher
+    error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", check=False))
+    assert f"student was trained from teacher run {old_teacher}, but {run}/teacher holds teacher run " \
+           f"{new_teacher}" in error
+    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32",
+                                      check=False))
+    assert f"{run}/pseudo was labeled by another teacher (run {old_teacher})" in error
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0", check=False))
+    assert f'inputs.teacher "{old_teacher}" (now "{new_teacher}")' in error
+
+
+def test_a_model_file_replaced_by_another_valid_model_is_refused(finished_run):
+    run = finished_run
+    shutil.copy(os.path.join(run, "student", "model.keras"), os.path.join(run, "teacher", "model.keras"))
+    for script in ("pseudo_label.py", "evaluate.py"):
+        error = one_line_error(run_script(script, f"--run_dir={run}", "--retrain=True" if script == "pseudo_label.py"
+                                          else "--severities=()", check=False))
+        assert f"{run}/teacher/model.keras is not the model train_teacher.py wrote for this stage" in error
+
+
+def test_checks_come_before_a_finished_stage_is_touched(finished_run, synthetic_npz, tmp_path):
+    run = finished_run
+    before = {stage: config_bytes(run, stage) for stage in ("teacher", "pseudo", "student")}
+    one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={tmp_path}/none",
+                              "--retrain=True", check=False))
+    one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.9999", "--retrain=True",
+                              check=False))  # keeps none: found only after labeling, still before any write
+    one_line_error(run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1",
+                              *TEACHER[:1], "--num_val=80", *TEACHER[2:], "--retrain=True", check=False))
+    one_line_error(run_script("train_student.py", f"--run_dir={run}", "--model=no_such_model", "--retrain=True",
+                              check=False))
+    assert {stage: config_bytes(run, stage) for stage in before} == before
+
+
+def test_identity_ignores_runtime_settings_and_names_every_difference():
+    a = identity({"epochs": 2, "workers": 4, "run_dir": "a", "severities": (1, 3)}, {"teacher": "t1"})
+    b = identity({"epochs": 3, "workers": 1, "run_dir": "b", "severities": [1, 3]}, {"teacher": "t2"})
+    assert a["settings"] == {"epochs": 2, "severities": [1, 3]}
+    assert differences(a, b) == ['inputs.teacher "t1" (now "t2")', "settings.epochs 2 (now 3)"]
+    assert differences(a, a) == []
+
+
+def test_resume_checkpoints_are_used_only_under_the_identity_they_were_made_with(tmp_path, capsys):
+    stage = str(tmp_path / "student")
+    made = identity({"epochs": 5}, {"pseudo": "p1"})
+    begin_stage(stage, "student", made, retrain=False)
+    with open(os.path.join(stage, "resume", "latest.json"), "w") as f:
+        json.dump({"epoch": 1}, f)  # as if killed after epoch 1
+    begin_stage(stage, "student", made, retrain=False)  # the same: resumes
+    assert os.path.isfile(os.path.join(stage, "resume", "latest.json"))
+    with pytest.raises(UserError, match=r'cannot resume .*: inputs.pseudo "p1" \(now "p2"\); rerun with those'):
+        check_stage(stage, "student", identity({"epochs": 5}, {"pseudo": "p2"}), retrain=False)
+    begin_stage(stage, "student", identity({"epochs": 6}, {"pseudo": "p1"}), retrain=True)  # starts afresh
+    assert not os.path.exists(os.path.join(stage, "resume", "latest.json"))
+    finish_stage(stage, {"model": "tiny"}, made)
+    with pytest.raises(SystemExit) as done:
+        check_stage(stage, "student", made, retrain=False)
+    assert done.value.code == 0 and "already holds a finished student" in capsys.readouterr().out
+
+
+def test_a_changed_file_in_an_unlabeled_folder_makes_a_new_cache(tmp_path):
+    from PIL import Image
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    images, _ = synthetic_images(3, 3, size=8)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    first, count, key = cache_image_folder(str(folder), str(tmp_path / "cache"), 8)
+    assert cache_image_folder(str(folder), str(tmp_path / "cache"), 8)[2] == key  # reused
+    Image.fromarray(255 - images[1]).save(folder / "1.png")  # same name, new content
+    os.utime(folder / "1.png", ns=(time.time_ns(), time.time_ns() + 10**9))
+    second, _, new_key = cache_image_folder(str(folder), str(tmp_path / "cache"), 8)
+    assert new_key != key and second != first
+    assert np.array_equal(np.load(second)[1], 255 - images[1]) and np.array_equal(np.load(first)[1], images[1])
+    assert folder_identity([str(folder / "0.png")], 8) != folder_identity([str(folder / "0.png")], 16)
+
+
+# ----------------------------------------------------------------------------- 3. one run per stage
+def test_a_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
+    stage = str(tmp_path / "teacher")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                               "from noisy.stages import lock; lock(sys.argv[2]); print('held', flush=True); "
+                               "sys.stdin.read()", REPO, stage], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=rf"{stage} is in use by process {holder.pid} on host .* since "):
+            lock(stage)
+    finally:
+        holder.kill()  # SIGKILL: its lock file stays behind
+        holder.wait()
+    assert os.path.exists(os.path.join(stage, ".lock"))
+    lock(stage)  # the holder is gone: taken over
+    assert json.load(open(os.path.join(stage, ".lock")))["pid"] == os.getpid()
+
+
+# ----------------------------------------------------------------------------- 4. one line
+def test_bad_files_are_refused_in_one_line(tmp_path, synthetic_npz):
+    np.save(tmp_path / "pool.npy", np.zeros((100, 8, 8, 3), np.uint8))
+    with open(tmp_path / "pool.npy", "r+b") as f:
+        f.truncate(3000)
+    with pytest.raises(UserError, match=r"pool.npy is truncated: 3000 bytes, its header promises 19328"):
+        NpyRows(str(tmp_path / "pool.npy"))
+    os.makedirs(tmp_path / "stage" / "resume")
+    (tmp_path / "stage" / "resume" / "latest.json").write_text('{"epoch": ')
+    with pytest.raises(UserError, match=r"latest.json is damaged \(JSONDecodeError.*; delete .*resume or pass "
+                                        r"--retrain=True"):
+        load_resume_point(str(tmp_path / "stage"))
+    from noisy.data import load_source
+    arrays = dict(np.load(synthetic_npz))
+    for key, value, message in (("y_train", arrays["y_train"][:-5], r"holds 395 labels for the 400 images"),
+                                ("y_test", arrays["y_test"] - 1, r"labels of dtype int64 from -1 to 2")):
+        np.savez(tmp_path / "bad.npz", **dict(arrays, **{key: value}))
+        with pytest.raises(UserError, match=message):
+            load_source(str(tmp_path / "bad.npz"))
+
+
+def test_os_errors_and_unexpected_errors_are_one_line():
+    full = OSError(28, "No space left on device", "/runs/a/teacher/model.keras")
+    assert one_line(OSError, full) == "error: No space left on device: /runs/a/teacher/model.keras"
+    assert one_line(PermissionError, PermissionError(13, "Permission denied", "/ro")) == \
+        "error: Permission denied: /ro"
+    assert one_line(ValueError, ValueError("bad\nmore")) == \
+        "error: unexpected ValueError: bad (set NOISY_TRACEBACK=1 to see the traceback)"
+
+
+def test_a_run_folder_that_cannot_be_made_and_a_failed_download_are_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    error = one_line_error(run_script("train_teacher.py", f"--run_dir={tmp_path}/file/run", check=False))
+    assert error == f"error: Not a directory: {tmp_path}/file/run"
+    # No internet: every connection is refused by a proxy that is not there.
+    offline = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9",
+               "HTTPS_PROXY": "http://127.0.0.1:9"}
+    error = one_line_error(run_script("train_teacher.py", f"--run_dir={tmp_path}/run", check=False, env=offline))
+    assert "--data=cifar10: could not download or unpack https://www.cs.toronto.edu/~kriz/cifar-10-python" in error
+    assert "use --data=<folder with train/<class>/ and test/<class>/ image files> or --data=<file.npz" in error
+    assert not os.path.exists(tmp_path / "run" / "teacher" / "config.json")
+
+
+def test_ctrl_c_exits_130_naming_the_epoch_and_the_same_command_resumes(synthetic_npz, tmp_path):
+    run = str(tmp_path / "run")
+    args = [f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=400", "--schedule=constant", *TEACHER]
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "train_teacher.py"), *args], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    latest = os.path.join(run, "teacher", "resume", "latest.json")
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if json.load(open(latest))["epoch"] >= 1:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    saved = json.load(open(latest))["epoch"]
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == f"interrupted: rerun the same command to resume after epoch {saved}"
+    assert not os.path.exists(os.path.join(run, "teacher", ".lock"))  # released on the way out
+    error = one_line_error(run_script("train_teacher.py", *args[:2], "--epochs=401", *args[3:], check=False))
+    assert f"cannot resume {run}/teacher: its checkpoints were made with other settings or inputs: " \
+           "settings.epochs 400 (now 401)" in error
