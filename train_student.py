@@ -12,7 +12,6 @@ The article reports 93.94% test accuracy for its student of an un-noised teacher
 """
 import os
 
-import keras
 import numpy as np
 
 import noisy
@@ -57,6 +56,8 @@ noisy.require(pseudo_config["teacher"]["run_id"] == teacher_config["run_id"],
 data_config = teacher_config["data"]
 num_classes = data_config["num_classes"]
 settings["model"] = model_name = MODEL or teacher_config["model"]  # '' resolved: the identity names the preset
+import keras  # noqa: E402  (here: --help and bad settings answer before TensorFlow loads)
+
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
 batch_size, lr = BATCH_SIZE * replicas, LR * replicas  # global batch, linearly scaled rate

@@ -15,8 +15,6 @@ schedule more usual for ResNets: --optimizer=sgd --lr=0.05 --weight_decay=5e-4
 """
 import os
 
-import keras
-
 import noisy
 
 # ------------------------------------------------------------------------------ settings
@@ -53,6 +51,8 @@ noisy.check_training_settings(settings)
 noisy.require(NUM_LABELED >= 0 and NUM_VAL >= 0, "--num_labeled and --num_val must be >= 0")
 stage_dir, data_dir = os.path.join(RUN_DIR, "teacher"), os.path.join(RUN_DIR, "data")
 noisy.lock(stage_dir)  # one process per stage; it also guards RUN_DIR/data while the split is made
+import keras  # noqa: E402  (here: --help and bad settings answer before TensorFlow loads)
+
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
 batch_size, lr = BATCH_SIZE * replicas, LR * replicas  # global batch, linearly scaled rate

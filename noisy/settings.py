@@ -80,13 +80,35 @@ def _parse(name, text, current):
     return value
 
 
+def settings_help(path):
+    """The script's settings block (the lines between its two rulers) as
+    `--name=default  comment` lines."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# ---") and line.endswith("settings"))
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("# ---"))
+    rows = []
+    for line in lines[start + 1:end]:
+        assignment, _, comment = line.partition("  # ")
+        name, _, default = assignment.partition("=")
+        rows.append((f"--{name.strip().lower()}={default.strip()}", comment.strip()))
+    width = max(len(option) for option, _ in rows)
+    return "\n".join(f"  {option:<{width}}  {comment}" for option, comment in rows)
+
+
 def configure(namespace, argv=None):
     """Apply `--name=value` arguments to the UPPER_CASE settings in `namespace`.
 
+    `-h` or `--help` prints the script's docstring and settings and exits 0.
     Returns the resolved settings as a dict (lower-case keys) for config.json.
     Raises UserError for an unknown name, a malformed argument or a wrong type.
     """
     argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(argv):
+        print((namespace.get("__doc__") or "").strip() + "\n\nSettings (edit them at the top of the script, or "
+              "override any as --name=value; values are Python literals, a bare word is a string):\n\n"
+              + settings_help(namespace["__file__"]))
+        raise SystemExit(0)
     names = {k: k for k in namespace if k.isupper() and not k.startswith("_")
              and isinstance(namespace[k], (bool, int, float, str, tuple, list, type(None)))}
     for arg in argv:
