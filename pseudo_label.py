@@ -20,6 +20,7 @@ On several GPUs or machines sharing RUN_DIR, label slices in parallel, then merg
     python pseudo_label.py --num_shards=4 --shard=-1     # merge, threshold, balance, write
 """
 import os
+import sys
 import time
 
 import numpy as np
@@ -89,7 +90,8 @@ else:
     part = np.array_split(np.arange(len(rows)), NUM_SHARDS)[max(SHARD, 0)]
     teacher = noisy.load_model(os.path.join(teacher_dir, "model.keras"), "train_teacher.py")
     print(f"labeling {len(part)} images with the teacher ...", flush=True)
-    probs = teacher.predict(noisy.ImageBatches(pool, rows[part], BATCH_SIZE, workers=WORKERS), verbose=0)
+    probs = teacher.predict(noisy.ImageBatches(pool, rows[part], BATCH_SIZE, workers=WORKERS),
+                            verbose=1 if sys.stdout.isatty() else 0)  # a progress bar on a terminal
     probs = probs.astype(np.float32)
     if labels_one_shard:
         noisy.save_shard(shard_dir, SHARD, NUM_SHARDS, shard_id, probs)
@@ -110,6 +112,13 @@ if len(keep) == 0:
 balanced = keep[noisy.balance_classes(classes[keep], confidence[keep], num_classes, PER_CLASS,
                                       np.random.default_rng(SEED))]
 targets = probs[balanced] if SOFT else noisy.one_hot(classes[balanced], num_classes)
+repeats = np.bincount(balanced)
+if repeats.max() > 5:  # more than a few times: say so
+    worst = classes[repeats.argmax()]
+    print(f"warning: balancing repeats one image of class {data_config['class_names'][worst]} {repeats.max()} "
+          f"times (the class kept {np.sum(classes[keep] == worst)} images, the largest "
+          f"{np.bincount(classes[keep]).max()}); the student sees it that often per epoch. A stronger teacher, "
+          "a lower --threshold or --per_class=K (fewer per class) repeats less")
 
 noisy.begin_stage(out_dir, "set of pseudo-labels", wanted, RETRAIN)  # every check passed: replace the old ones
 summary = {"pool": len(rows), "kept": len(keep), "balanced": len(balanced),

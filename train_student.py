@@ -18,6 +18,7 @@ import noisy
 
 # ------------------------------------------------------------------------------ settings
 RUN_DIR = "runs/default"  # folder every stage reads from and writes to
+STUDENT = "student"       # the student's folder in RUN_DIR: name others to keep several students of one teacher
 MODEL = ""                # '' = the teacher's preset (article); or any preset of MODEL in train_teacher.py, equal or larger
 NOISE = True              # False = the paper's ablation: student without input or model noise
 NUM_OPS = 2               # RandAugment: operations per image
@@ -40,13 +41,16 @@ MIXED_PRECISION = ""      # '' (float32), 'bfloat16' (A100/H100, TPU) or 'float1
 JIT_COMPILE = "auto"      # XLA: 'auto' (Keras decides), 'true' or 'false'
 DATA_PARALLEL = False     # True = replicate over all GPUs; BATCH_SIZE and LR are per GPU, scaled by their number
 SEED = 0                  # initialisation and noise
-RETRAIN = False           # True = train again although RUN_DIR/student holds a finished student (config.json)
+RETRAIN = False           # True = train again although RUN_DIR/STUDENT holds a finished student (config.json)
 # ------------------------------------------------------------------------------
 noisy.install_error_hook()
 settings = noisy.configure(globals())
 noisy.check_training_settings(settings, empty_model_ok=True)
 noisy.require(LABELED_COPIES >= 1, f"--labeled_copies={LABELED_COPIES}: expected an integer >= 1")
-stage_dir, pseudo_dir, teacher_dir = (os.path.join(RUN_DIR, name) for name in ("student", "pseudo", "teacher"))
+noisy.require(STUDENT and os.sep not in STUDENT and STUDENT not in ("data", "teacher", "pseudo", "pool", ".", ".."),
+              f"--student={STUDENT!r}: expected a folder name for RUN_DIR/<student>, other than data, teacher, "
+              "pseudo and pool")
+stage_dir, pseudo_dir, teacher_dir = (os.path.join(RUN_DIR, name) for name in (STUDENT, "pseudo", "teacher"))
 noisy.lock(stage_dir)
 pseudo_config = noisy.read_config(pseudo_dir, "pseudo_label.py", needs=["indices.npy", "targets.npy"])
 teacher_config = noisy.read_config(teacher_dir, "train_teacher.py")
@@ -83,7 +87,7 @@ targets = np.concatenate([noisy.one_hot(data["train_labels"][labeled], num_class
 print(f"student data: {len(labeled)} labeled ({LABELED_COPIES} x {len(labeled) // LABELED_COPIES}) "
       f"+ {len(pseudo_rows)} pseudo-labeled images")
 wanted = noisy.identity(settings, {"split": split, "teacher": teacher_config["run_id"],
-                                   "pseudo": pseudo_config["run_id"]})
+                                   "pseudo": pseudo_config["run_id"]}, runtime=("student",))
 
 # 2. The training stream, with input noise: RandAugment per image, flip and crop.
 stream = noisy.NoisyStream([(data["train_images"], labeled), (pool, pseudo_rows)], targets, batch_size,

@@ -80,9 +80,8 @@ def _parse(name, text, current):
     return value
 
 
-def settings_help(path):
-    """The script's settings block (the lines between its two rulers) as
-    `--name=default  comment` lines."""
+def settings_block(path):
+    """[(NAME, default as written, comment)] for the lines between a script's two rulers."""
     with open(path) as f:
         lines = f.read().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("# ---") and line.endswith("settings"))
@@ -91,7 +90,13 @@ def settings_help(path):
     for line in lines[start + 1:end]:
         assignment, _, comment = line.partition("  # ")
         name, _, default = assignment.partition("=")
-        rows.append((f"--{name.strip().lower()}={default.strip()}", comment.strip()))
+        rows.append((name.strip(), default.strip(), comment.strip()))
+    return rows
+
+
+def settings_help(path):
+    """The script's settings block as `--name=default  comment` lines."""
+    rows = [(f"--{name.lower()}={default}", comment) for name, default, comment in settings_block(path)]
     width = max(len(option) for option, _ in rows)
     return "\n".join(f"  {option:<{width}}  {comment}" for option, comment in rows)
 

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import sys
 
 import keras
 import numpy as np
@@ -176,10 +177,12 @@ def load_resume_point(stage_dir):
 
 
 def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_epochs=0,
-        patience=10, verbose=2):
+        patience=10, verbose=None):
     """Train `model` (compiled) on `stream` for `epochs`, resuming from `stage_dir/resume`
     when a previous run was killed. Returns the model to keep: the best epoch on the
-    validation split when one is given, else the last epoch."""
+    validation split when one is given, else the last epoch. `verbose`: Keras' progress
+    bar (1) on a terminal, one line per epoch (2) in a log, unless given."""
+    verbose = progress_verbosity() if verbose is None else verbose
     resumed = load_resume_point(stage_dir)
     history, initial_epoch = [], 0
     if resumed:
@@ -209,6 +212,12 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
               f"{checkpoint.best[monitor]:.4f}), the best on the validation split", flush=True)
         model = keras.models.load_model(best)
     return model, checkpoint
+
+
+def progress_verbosity():
+    """Keras' `verbose` for a script's output: the progress bar (1) on a terminal, one line
+    per epoch (2) when the output goes to a file or a pipe, where a bar's redraws pile up."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 def one_hot(labels, num_classes):

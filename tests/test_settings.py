@@ -47,3 +47,76 @@ def test_unknown_name_is_rejected_with_the_valid_names():
 def test_bad_values_are_rejected(arg, message):
     with pytest.raises(UserError, match=message):
         configure(namespace(), [arg])
+
+
+SCRIPTS = {"teacher": "train_teacher.py", "pseudo": "pseudo_label.py", "student": "train_student.py",
+           "evaluate": "evaluate.py"}
+
+
+def settings_block(script):
+    """{NAME: default} from a script's settings block, read as --help reads it."""
+    import ast
+    import os
+    from conftest import REPO
+    from noisy.settings import settings_block as block
+    return {name: ast.literal_eval(default) for name, default, _ in block(os.path.join(REPO, script))}
+
+
+def readme_settings():
+    """[(names, scripts, default cells)] from the README's settings table."""
+    import os
+    import re
+    from conftest import REPO
+    text = open(os.path.join(REPO, "README.md")).read()
+    table = text[text.index("| setting | script | default | meaning |"):].split("\n\n")[0].splitlines()[2:]
+    rows = []
+    for line in table:
+        names, scripts, defaults = [cell.strip() for cell in line.strip("|").split("|")[:3]]
+        scripts = list(SCRIPTS) if scripts == "all" else [s.strip() for s in scripts.split(",")]
+        rows.append((re.findall(r"`([A-Z_]+)`", names), scripts, re.split(r",\s*(?=`)", defaults)))
+    return rows
+
+
+def test_the_readme_settings_table_and_the_scripts_agree():
+    import ast
+    rows = readme_settings()
+    for stage, script in SCRIPTS.items():
+        block = settings_block(script)
+        documented = {name for names, scripts, _ in rows if stage in scripts for name in names}
+        assert documented == set(block), f"{script}: README lacks {set(block) - documented}, " \
+                                         f"has extra {documented - set(block)}"
+    checked = 0
+    for names, scripts, defaults in rows:
+        if len(defaults) != len(names):
+            continue
+        for name, cell in zip(names, defaults):
+            per_script = [c.strip().strip("`") for c in cell.split(" / ")]
+            for stage, text in zip(scripts if len(per_script) > 1 else scripts, per_script * len(scripts)
+                                   if len(per_script) == 1 else per_script):
+                try:
+                    value = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    value = text  # a bare word: a string default
+                if text != "teacher's":
+                    assert settings_block(SCRIPTS[stage])[name] == value, f"{name} in {SCRIPTS[stage]}"
+                    checked += 1
+    assert checked > 40  # most defaults are checked, not skipped
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_the_settings_block_before_tensorflow_loads(flag):
+    import os
+    import subprocess
+    import sys
+    from conftest import REPO
+    for stage, script in SCRIPTS.items():
+        code = ("import runpy, sys\nsys.argv = [sys.argv[1], sys.argv[2]]\n"
+                "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+                "except SystemExit as e:\n    print('exit', e.code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, script), flag], capture_output=True,
+                             text=True, cwd=REPO).stdout
+        assert out.strip().endswith("exit 0 False False"), out
+        assert "Settings (edit them at the top of the script" in out
+        for name, default in settings_block(script).items():
+            assert f"--{name.lower()}=" in out
+        assert "  --run_dir=\"runs/default\"  folder every stage reads from and writes to" in out
