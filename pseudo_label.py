@@ -32,6 +32,7 @@ RUN_DIR = "runs/default"  # folder every stage reads from and writes to
 UNLABELED = ""            # '' = the split's unlabeled pool; or a folder of image files (any size/mode); or an .npy (n, h, w, 3) uint8
 THRESHOLD = 0.75          # keep images whose top teacher probability exceeds this (article: 0.75)
 SOFT = True               # True: targets are the teacher's probabilities; False: one-hot of its top class
+TEMPERATURE = 1.0         # soft targets: softmax(log p / T), T < 1 sharpens, T > 1 flattens (official teacher_softmax_temp; 1 = as predicted)
 PER_CLASS = 0             # 0 = duplicate smaller classes up to the largest (article); K = exactly K per class (paper)
 BATCH_SIZE = 1024         # images per prediction batch
 WORKERS = 4               # parallel workers reading images
@@ -45,6 +46,7 @@ settings = noisy.configure(globals())
 started = time.time()
 noisy.require(0 <= THRESHOLD < 1, f"--threshold={THRESHOLD}: expected a probability in [0, 1)")
 noisy.require(PER_CLASS >= 0 and BATCH_SIZE >= 1, "--per_class must be >= 0 and --batch_size >= 1")
+noisy.require(TEMPERATURE > 0, f"--temperature={TEMPERATURE}: expected > 0 (--soft=False for one-hot targets)")
 noisy.require(NUM_SHARDS >= 1 and -1 <= SHARD < NUM_SHARDS,
               f"--shard={SHARD} --num_shards={NUM_SHARDS}: expected num_shards >= 1 and shard in -1..num_shards-1")
 teacher_dir, out_dir = os.path.join(RUN_DIR, "teacher"), os.path.join(RUN_DIR, "pseudo")
@@ -111,7 +113,7 @@ if len(keep) == 0:
 # 4. Balance the classes by index: duplicate the smaller ones (article) or take K per class.
 balanced = keep[noisy.balance_classes(classes[keep], confidence[keep], num_classes, PER_CLASS,
                                       np.random.default_rng(SEED))]
-targets = probs[balanced] if SOFT else noisy.one_hot(classes[balanced], num_classes)
+targets = noisy.soften(probs[balanced], TEMPERATURE) if SOFT else noisy.one_hot(classes[balanced], num_classes)
 repeats = np.bincount(balanced)
 if repeats.max() > 5:  # more than a few times: say so
     worst = classes[repeats.argmax()]

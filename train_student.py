@@ -23,14 +23,19 @@ MODEL = ""                # '' = the teacher's preset (article); or any preset o
 NOISE = True              # False = the paper's ablation: student without input or model noise
 NUM_OPS = 2               # RandAugment: operations per image
 MAGNITUDE = 10            # RandAugment: magnitude on the 0..30 scale (see noisy/randaugment.py)
+CUTOUT = False            # RandAugment: Cutout as a 15th op (official code: on; the paper's 14: off)
+AUGMENT = "auto"          # input noise on 'device' (keras.ops in the train step), 'cpu' (PIL in workers), 'auto' (device iff a GPU)
 DROPOUT = 0.5             # dropout before the classifier when NOISE (paper: 0.5)
 SURVIVAL_LAST = 0.8       # stochastic depth: survival probability of the last block when NOISE (paper: 0.8)
 LABELED_COPIES = 1        # times each labeled image appears per epoch: the labeled share of the mix (article: 1)
+UNLABELED_RATIO = 0       # k > 0: every batch holds k pseudo-labeled images per labeled one (official unlabel_ratio); 0 = one shuffled stream
 EPOCHS = 300              # passes over the training data (article: 300)
 BATCH_SIZE = 64           # images per step (article: 64)
 OPTIMIZER = "adam"        # 'adam' (article) or 'sgd' (Nesterov momentum 0.9)
 LR = 0.001                # (peak) learning rate (article: Adam's default 0.001)
 WEIGHT_DECAY = 0.0        # L2 on conv and dense kernels (article: 0; with sgd try 5e-4)
+LABEL_SMOOTHING = 0.0     # targets (1 - s) * target + s / classes, soft pseudo-labels too (official: 0.1; article: 0)
+EMA = 0.0                 # decay per step of a moving average of the weights, used to validate and saved (official: 0.9999); 0 = off
 SCHEDULE = "plateau"      # 'plateau' (article: flat, then ReduceLROnPlateau + EarlyStopping), 'cosine' (warmup), 'constant'
 WARMUP_EPOCHS = 5         # cosine: linear warmup epochs
 FLAT_EPOCHS = 250         # plateau: epochs at a flat rate before ReduceLROnPlateau / EarlyStopping start
@@ -47,6 +52,9 @@ noisy.install_error_hook()
 settings = noisy.configure(globals())
 noisy.check_training_settings(settings, empty_model_ok=True)
 noisy.require(LABELED_COPIES >= 1, f"--labeled_copies={LABELED_COPIES}: expected an integer >= 1")
+noisy.require(UNLABELED_RATIO >= 0 and (UNLABELED_RATIO == 0 or LABELED_COPIES == 1),
+              f"--unlabeled_ratio={UNLABELED_RATIO}: expected >= 0, and --labeled_copies=1 with a ratio (the "
+              "ratio sets the labeled share of every batch)")
 noisy.require(STUDENT and os.sep not in STUDENT and STUDENT not in ("data", "teacher", "pseudo", "pool", ".", ".."),
               f"--student={STUDENT!r}: expected a folder name for RUN_DIR/<student>, other than data, teacher, "
               "pseudo and pool")
@@ -65,6 +73,8 @@ import keras  # noqa: E402  (here: --help and bad settings answer before TensorF
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
 batch_size, lr = BATCH_SIZE * replicas, LR * replicas  # global batch, linearly scaled rate
+settings["augment"] = noisy.resolve_augment(AUGMENT) if NOISE else "none"  # where the input noise runs
+noise_on_cpu, noise_on_device = settings["augment"] == "cpu", settings["augment"] == "device"
 
 # 1. Labeled data (one-hot) + pseudo-labeled data (the teacher's targets), by index.
 data = noisy.load_split(os.path.join(RUN_DIR, "data"))
@@ -89,10 +99,16 @@ print(f"student data: {len(labeled)} labeled ({LABELED_COPIES} x {len(labeled) /
 wanted = noisy.identity(settings, {"split": split, "teacher": teacher_config["run_id"],
                                    "pseudo": pseudo_config["run_id"]}, runtime=("student",))
 
-# 2. The training stream, with input noise: RandAugment per image, flip and crop.
+# 2. The training stream, with input noise (here on CPU workers, or on the accelerator in the
+#    train step): RandAugment per image, flip and crop. With UNLABELED_RATIO = k every batch
+#    holds batch / (k + 1) labeled images (cycled) and the rest pseudo-labeled ones.
+labeled_per_batch = round(batch_size / (UNLABELED_RATIO + 1)) if UNLABELED_RATIO else 0
+noisy.require(not UNLABELED_RATIO or 1 <= labeled_per_batch < batch_size <= len(pseudo_rows) + labeled_per_batch,
+              f"--unlabeled_ratio={UNLABELED_RATIO} with batch {batch_size}: {labeled_per_batch} labeled images per "
+              f"batch, {len(pseudo_rows)} pseudo-labeled in all; expected at least one of each per batch")
 stream = noisy.NoisyStream([(data["train_images"], labeled), (pool, pseudo_rows)], targets, batch_size,
-                           randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE) if NOISE else None,
-                           flip_crop=NOISE, seed=SEED, workers=WORKERS,
+                           randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE, CUTOUT) if noise_on_cpu else None,
+                           flip_crop=noise_on_cpu, seed=SEED, workers=WORKERS, first_part_per_batch=labeled_per_batch,
                            use_multiprocessing=MULTIPROCESSING)
 
 # 3. The student: the teacher's preset or a larger one, with model noise (dropout,
@@ -105,13 +121,15 @@ with scope:
     noisy.require(model.count_params() >= teacher_config["parameters"],
                   f"--model={model_name} has {model.count_params():,} parameters, fewer than the teacher's "
                   f"{teacher_config['model']} ({teacher_config['parameters']:,}); a student must be equal or larger")
-    noisy.compile_model(model, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
-                                                   WARMUP_EPOCHS * len(stream)), JIT_COMPILE)
+    trainer = noisy.with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
+    noisy.compile_model(trainer, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
+                                                     WARMUP_EPOCHS * len(stream), EMA), JIT_COMPILE, LABEL_SMOOTHING)
     noisy.begin_stage(stage_dir, "student", wanted, RETRAIN)  # every check passed: only now replace or resume
     print(f"student {model_name}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
           f"{EPOCHS} epochs of {len(stream)} steps")
     validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], num_classes)) if len(val) else None
-    model, _ = noisy.fit(model, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE)
+    trainer, _ = noisy.fit(trainer, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE)
+    model = noisy.without_device_noise(trainer)  # the plain model is what is saved
 noisy.finish_stage(stage_dir, dict(settings, stage="student", data=data_config, parameters=model.count_params(),
                                    teacher=teacher_config, pseudo=pseudo_config, sources=noisy.source_hashes()),
                    wanted, model)

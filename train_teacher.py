@@ -26,6 +26,8 @@ MODEL = "resnet50"        # 'resnet50' (article), 'resnet101', 'wide_resnet50', 
 NOISE = False             # False: article experiment 1 (no augmentation, dropout or stochastic depth); True: experiment 2
 NUM_OPS = 2               # RandAugment: operations per image
 MAGNITUDE = 10            # RandAugment: magnitude on the 0..30 scale (see noisy/randaugment.py)
+CUTOUT = False            # RandAugment: Cutout as a 15th op (official code: on; the paper's 14: off)
+AUGMENT = "auto"          # input noise on 'device' (keras.ops in the train step), 'cpu' (PIL in workers), 'auto' (device iff a GPU)
 DROPOUT = 0.5             # dropout before the classifier when NOISE
 SURVIVAL_LAST = 0.8       # stochastic depth: survival probability of the last block when NOISE
 EPOCHS = 300              # passes over the training data (article: 300)
@@ -33,6 +35,8 @@ BATCH_SIZE = 64           # images per step (article: 64)
 OPTIMIZER = "adam"        # 'adam' (article) or 'sgd' (Nesterov momentum 0.9)
 LR = 0.001                # (peak) learning rate (article: Adam's default 0.001)
 WEIGHT_DECAY = 0.0        # L2 on conv and dense kernels (article: 0; with sgd try 5e-4)
+LABEL_SMOOTHING = 0.0     # targets (1 - s) * target + s / classes, soft pseudo-labels too (official: 0.1; article: 0)
+EMA = 0.0                 # decay per step of a moving average of the weights, used to validate and saved (official: 0.9999); 0 = off
 SCHEDULE = "plateau"      # 'plateau' (article: flat, then ReduceLROnPlateau + EarlyStopping), 'cosine' (warmup), 'constant'
 WARMUP_EPOCHS = 5         # cosine: linear warmup epochs
 FLAT_EPOCHS = 250         # plateau: epochs at a flat rate before ReduceLROnPlateau / EarlyStopping start
@@ -56,6 +60,8 @@ import keras  # noqa: E402  (here: --help and bad settings answer before TensorF
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
 batch_size, lr = BATCH_SIZE * replicas, LR * replicas  # global batch, linearly scaled rate
+settings["augment"] = noisy.resolve_augment(AUGMENT) if NOISE else "none"  # where the input noise runs
+noise_on_cpu, noise_on_device = settings["augment"] == "cpu", settings["augment"] == "device"
 
 # 1. Labeled data: cache the source and draw the class-balanced split once per RUN_DIR.
 data_config = noisy.prepare_data(DATA, data_dir, NUM_LABELED, NUM_VAL, SEED)
@@ -72,8 +78,8 @@ noisy.begin_stage(stage_dir, "teacher", wanted, RETRAIN)
 # 2. The training stream, noised like the student's (article experiment 2) or not (experiment 1).
 stream = noisy.NoisyStream([(data["train_images"], labeled)],
                            noisy.one_hot(data["train_labels"][labeled], num_classes), batch_size,
-                           randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE) if NOISE else None,
-                           flip_crop=NOISE, seed=SEED, workers=WORKERS,
+                           randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE, CUTOUT) if noise_on_cpu else None,
+                           flip_crop=noise_on_cpu, seed=SEED, workers=WORKERS,
                            use_multiprocessing=MULTIPROCESSING)
 
 # 3. The teacher: build, compile and train (resumable) on the chosen devices; keep the best
@@ -82,12 +88,14 @@ with scope:
     model = noisy.build_resnet(MODEL, num_classes, tuple(data_config["image_shape"]),
                                dropout=DROPOUT if NOISE else 0.0,
                                survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
-    noisy.compile_model(model, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
-                                                   WARMUP_EPOCHS * len(stream)), JIT_COMPILE)
+    trainer = noisy.with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
+    noisy.compile_model(trainer, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
+                                                     WARMUP_EPOCHS * len(stream), EMA), JIT_COMPILE, LABEL_SMOOTHING)
     print(f"teacher {MODEL}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
           f"{EPOCHS} epochs of {len(stream)} steps")
     validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], num_classes)) if len(val) else None
-    model, _ = noisy.fit(model, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE)
+    trainer, _ = noisy.fit(trainer, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE)
+    model = noisy.without_device_noise(trainer)  # the plain model is what is saved
 noisy.finish_stage(stage_dir, dict(settings, stage="teacher", data=data_config, parameters=model.count_params(),
                                    sources=noisy.source_hashes()), wanted, model)
 print(f"wrote {stage_dir}/model.keras")

@@ -39,18 +39,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from noisy.randaugment import FILL, MAX_MAGNITUDE, OPS
+from noisy.randaugment import CUTOUT_OPS, FILL, MAX_MAGNITUDE, OPS, cutout_half_side
 
-PAPER_OPS = tuple(op for op in OPS if op != "Cutout")  # the paper's 14, whether or not OPS gains Cutout
-DEVICE_OPS = PAPER_OPS + ("Cutout",)  # op_index counts in this tuple; Cutout is drawn only with cutout=True
+PAPER_OPS = OPS  # the paper's 14
+DEVICE_OPS = CUTOUT_OPS  # op_index counts in this tuple; Cutout is drawn only with cutout=True
 GEOMETRIC = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
 BLENDS = ("Color", "Contrast", "Brightness", "Sharpness")
-CUTOUT_CONST = 40 / 224  # the official cutout half-side (40 px) as a fraction of 224-px images
-
-
-def cutout_half_side(f, size):
-    """The Cutout square's half-side in pixels at magnitude fraction f on `size`-px images."""
-    return int(round(f * size * CUTOUT_CONST))
 
 
 def _rotate_matrix(degrees, w, h):
@@ -301,3 +295,18 @@ class DeviceAugment(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_ops": self.num_ops, "magnitude": self.magnitude,
                 "flip_crop": self.flip_crop, "cutout": self.cutout, "seed": self.seed}
+
+
+def with_device_noise(model, num_ops, magnitude, cutout, seed):
+    """The model `fit` trains when the input noise runs on the accelerator: DeviceAugment
+    (RandAugment, flip and crop) in front of `model`, active in training only."""
+    augment = DeviceAugment(num_ops, magnitude, flip_crop=True, cutout=cutout, seed=seed, name="device_noise")
+    return keras.Sequential([keras.Input(model.input_shape[1:]), augment, model], name="trainer")
+
+
+def without_device_noise(trainer):
+    """The plain model inside a `with_device_noise` trainer (or the model itself): what is
+    saved, so that it loads without this repository."""
+    if isinstance(trainer, keras.Sequential) and isinstance(trainer.layers[0], DeviceAugment):
+        return trainer.layers[-1]
+    return trainer

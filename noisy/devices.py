@@ -5,9 +5,24 @@ import contextlib
 
 import keras
 
+from noisy.quiet import startup_notices_hidden
 from noisy.settings import UserError
 
 PRECISIONS = ("", "bfloat16", "float16")
+
+
+def resolve_augment(augment):
+    """'device' or 'cpu' for AUGMENT: 'auto' puts the input noise on the accelerator when
+    there is a GPU (on a CPU the PIL path in worker threads is faster:
+    docs/device-augment-cpu.txt)."""
+    if augment != "auto":
+        return augment
+    try:
+        with startup_notices_hidden():  # the first probe of CUDA prints a cuInit error where there is no GPU
+            gpus = keras.distribution.list_devices("gpu")
+    except Exception:  # a backend without a GPU build raises instead of listing none
+        gpus = []
+    return "device" if gpus else "cpu"
 
 
 def configure_devices(mixed_precision="", data_parallel=False):

@@ -9,6 +9,18 @@ from noisy.artifacts import load_npy, save_json, save_npy
 from noisy.settings import UserError
 
 
+def soften(probs, temperature):
+    """Probabilities at a temperature: softmax(log p / T) = p^(1/T), renormalised; T = 1
+    returns them unchanged. Computed in log space so that tiny probabilities do not
+    underflow at a low temperature."""
+    if temperature == 1:
+        return probs
+    logits = np.log(np.clip(np.asarray(probs, np.float64), 1e-30, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    return (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def balance_classes(classes, confidence, num_classes, per_class, rng):
     """Positions (into `classes`) giving every class the same count, by index only.
 

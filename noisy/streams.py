@@ -96,12 +96,16 @@ class NoisyStream(keras.utils.PyDataset):
     targets:     float32 (total, num_classes): one-hot labels or soft pseudo-labels.
     randaugment: a RandAugment applied per image, or None.
     flip_crop:   the CIFAR flip and pad-and-crop (after RandAugment).
+    first_part_per_batch: 0 = one shuffled stream of all parts; k = every batch holds k
+                 samples of the first part (the labeled images, cycled and reshuffled as
+                 needed) and batch_size - k of the others, whose size sets the epoch (the
+                 official code's unlabel_ratio).
     Randomness depends only on (seed, epoch, batch), so results do not depend on
     which worker builds which batch. workers / use_multiprocessing go to PyDataset.
     """
 
     def __init__(self, parts, targets, batch_size, randaugment=None, flip_crop=False,
-                 seed=0, epoch=0, **kwargs):
+                 seed=0, epoch=0, first_part_per_batch=0, **kwargs):
         super().__init__(**kwargs)
         self.images = [images for images, _ in parts]
         self.part = np.concatenate([np.full(len(ix), p, np.int32) for p, (_, ix) in enumerate(parts)])
@@ -111,15 +115,29 @@ class NoisyStream(keras.utils.PyDataset):
             raise ValueError(f"{len(self.targets)} targets for {len(self.index)} images")
         self.batch_size = min(batch_size, len(self.index))
         self.randaugment, self.flip_crop, self.seed = randaugment, flip_crop, seed
+        self.first_part_per_batch = first_part_per_batch
+        if first_part_per_batch and not (0 < first_part_per_batch < self.batch_size
+                                         and (self.part > 0).sum() >= self.batch_size - first_part_per_batch):
+            raise ValueError(f"first_part_per_batch={first_part_per_batch} needs a batch larger than it and "
+                             f"at least {self.batch_size - first_part_per_batch} samples in the other parts")
         self.set_epoch(epoch)
 
     def set_epoch(self, epoch):
         """Set the epoch whose shuffle and noise the next batches use (for resume)."""
         self.epoch = epoch
-        self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.index))
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if not self.first_part_per_batch:
+            self.order = rng.permutation(len(self.index))
+            return
+        first, rest = np.flatnonzero(self.part == 0), np.flatnonzero(self.part > 0)
+        k, m = self.first_part_per_batch, self.batch_size - self.first_part_per_batch
+        steps = len(rest) // m
+        cycled = np.concatenate([rng.permutation(first) for _ in range(-(-steps * k // len(first)))])
+        self.order = np.concatenate([cycled[:steps * k].reshape(steps, k),
+                                     rng.permutation(rest)[:steps * m].reshape(steps, m)], axis=1).ravel()
 
     def __len__(self):
-        return len(self.index) // self.batch_size  # drop the ragged last batch: one shape
+        return len(self.order) // self.batch_size  # drop the ragged last batch: one shape
 
     def __getitem__(self, i):
         pos = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])

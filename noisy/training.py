@@ -22,12 +22,13 @@ import numpy as np
 
 from noisy.artifacts import save_json, save_model, save_text
 from noisy.devices import PRECISIONS
-from noisy.randaugment import MAX_MAGNITUDE, OPS
+from noisy.randaugment import CUTOUT_OPS, MAX_MAGNITUDE, OPS
 from noisy.resnet import MODELS
 from noisy.settings import UserError, interrupted
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "plateau")
+AUGMENTS = ("auto", "device", "cpu")
 
 
 def check_training_settings(s, empty_model_ok=False):
@@ -45,8 +46,12 @@ def check_training_settings(s, empty_model_ok=False):
          f"--lr must be > 0 and --weight_decay >= 0 (got {s['lr']}, {s['weight_decay']})"),
         (0 <= s["dropout"] < 1 and 0 < s["survival_last"] <= 1,
          "--dropout must be in [0, 1) and --survival_last in (0, 1]"),
-        (0 <= s["magnitude"] <= MAX_MAGNITUDE and 0 <= s["num_ops"] <= len(OPS),
-         f"--magnitude must be in [0, {MAX_MAGNITUDE}] and --num_ops in [0, {len(OPS)}]"),
+        (0 <= s["magnitude"] <= MAX_MAGNITUDE and 0 <= s["num_ops"] <= len(CUTOUT_OPS if s["cutout"] else OPS),
+         f"--magnitude must be in [0, {MAX_MAGNITUDE}] and --num_ops in [0, {len(OPS)}] "
+         f"([0, {len(CUTOUT_OPS)}] with --cutout=True)"),
+        (0 <= s["ema"] < 1 and 0 <= s["label_smoothing"] < 1,
+         f"--ema and --label_smoothing must be in [0, 1) (got {s['ema']}, {s['label_smoothing']})"),
+        (s["augment"] in AUGMENTS, f"--augment={s['augment']!r}: expected one of {AUGMENTS}"),
         (s["warmup_epochs"] >= 0 and s["flat_epochs"] >= 0 and s["patience"] >= 1,
          "--warmup_epochs and --flat_epochs must be >= 0 and --patience >= 1"),
         (s["mixed_precision"] in PRECISIONS, f"--mixed_precision={s['mixed_precision']!r}: expected one of {PRECISIONS}"),
@@ -56,27 +61,32 @@ def check_training_settings(s, empty_model_ok=False):
             raise UserError(message)
 
 
-def make_optimizer(name, lr, schedule, total_steps, warmup_steps):
+def make_optimizer(name, lr, schedule, total_steps, warmup_steps, ema=0.0):
     """SGD (Nesterov momentum 0.9) or Adam, with a cosine (linear warmup), constant or
-    plateau schedule. 'plateau' is a constant rate that `callbacks` later lowers."""
+    plateau schedule. 'plateau' is a constant rate that `callbacks` later lowers.
+    `ema` > 0 keeps an exponential moving average of the weights with that decay per step
+    (Keras' `use_ema`; `fit` validates, keeps and saves the averaged weights)."""
+    averaging = dict(use_ema=ema > 0, ema_momentum=ema) if ema > 0 else {}
     if schedule == "cosine":
         warmup_steps = min(warmup_steps, total_steps // 2)
         lr = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0 if warmup_steps else lr, warmup_target=lr if warmup_steps else None,
             warmup_steps=warmup_steps, decay_steps=max(total_steps - warmup_steps, 1))
     if name == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
-    return keras.optimizers.Adam(lr)
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **averaging)
+    return keras.optimizers.Adam(lr, **averaging)
 
 
-def compile_model(model, optimizer, jit_compile="auto"):
-    """Soft targets (teacher probabilities) and one-hot labels use the same loss.
-    jit_compile: 'auto' (Keras decides), 'true' (XLA) or 'false'."""
+def compile_model(model, optimizer, jit_compile="auto", label_smoothing=0.0):
+    """Soft targets (teacher probabilities) and one-hot labels use the same loss, cross
+    entropy; `label_smoothing` s trains on (1 - s) * target + s / classes, so it also pulls
+    soft pseudo-labels toward uniform. jit_compile: 'auto' (Keras decides), 'true' (XLA)
+    or 'false'."""
     if str(jit_compile).lower() not in ("auto", "true", "false"):
         raise UserError(f"--jit_compile={jit_compile!r}: expected 'auto', 'true' or 'false'")
     jit = {"auto": "auto", "true": True, "false": False}[str(jit_compile).lower()]
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=jit)
+    model.compile(optimizer=optimizer, metrics=["accuracy"], jit_compile=jit,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing))
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -88,6 +98,18 @@ class StopOnNaN(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             raise UserError(f"training loss became {loss} at batch {batch}; lower --lr "
                             "or check the data (the last finished epoch is kept for resume)")
+
+
+class ResumableSwapEMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras' SwapEMAWeights with `swap_on_epoch`: validation, the checkpoints and so the
+    best-epoch choice and the saved model use the averaged weights. A checkpoint is saved
+    swapped (the model holds the average, the optimizer's average slots the raw weights),
+    so a run resumed from one must start swapped: Keras' callback assumes it starts from
+    raw weights and would train on, and average into, the wrong ones."""
+
+    def __init__(self, resumed):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = resumed  # Keras' own flag: on_epoch_begin swaps back
 
 
 class AfterEpoch(keras.callbacks.Callback):
@@ -192,7 +214,8 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
               f"(from {os.path.join(stage_dir, 'resume')})", flush=True)
     monitor = "val_accuracy" if validation is not None else None
     checkpoint = EpochCheckpoint(stage_dir, monitor, history)
-    callbacks = [StopOnNaN(), checkpoint]
+    averaging = [ResumableSwapEMAWeights(resumed is not None)] if model.optimizer.use_ema else []
+    callbacks = [StopOnNaN(), *averaging, checkpoint]  # the average swapped in before the checkpoint
     if schedule == "plateau":
         watch = "val_loss" if validation is not None else "loss"
         callbacks += [

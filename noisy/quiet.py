@@ -1,0 +1,35 @@
+"""TensorFlow's start-up notices filtered out of a script's stderr.
+
+TensorFlow prints them while it loads and when it first probes for a GPU, whatever
+TF_CPP_MIN_LOG_LEVEL says (absl writes them before its log is set up): oneDNN and CUDA
+notices, CPU instruction hints, and on a machine without a GPU a `cuInit` error. They are
+caught at the file-descriptor level (they come from C++) and every other line is passed on.
+"""
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+STARTUP_NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d|"
+                           r"E\d{4} .*failed call to cuInit|To enable the following instructions|"
+                           r"rebuild TensorFlow with the appropriate")
+
+
+@contextlib.contextmanager
+def startup_notices_hidden():
+    """Run the block with stderr caught, then pass on every line but the notices."""
+    with tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode(errors="replace").splitlines():
+                if not STARTUP_NOISE.match(line):
+                    print(line, file=sys.stderr)
