@@ -1,9 +1,11 @@
 """Stage 2 of Noisy Student: pseudo-label unlabeled images with the un-noised teacher.
 
-Reads RUN_DIR/teacher/model.keras and the unlabeled pool (by default the unlabeled part
-of the training split in RUN_DIR/data/), predicts in large batches with the teacher in
-inference mode (no dropout, no stochastic depth, no augmentation), keeps images whose top
-probability exceeds THRESHOLD, balances the classes by index, and writes RUN_DIR/pseudo/:
+Reads RUN_DIR/teacher/model.keras and the unlabeled pool: by default the unlabeled part
+of the training split in RUN_DIR/data/ when the teacher left one, else 800 ImageNet
+images per class of CINIC-10 (downloaded once; the article's kind of unlabeled data).
+Predicts in large batches with the teacher in inference mode (no dropout, no stochastic
+depth, no augmentation), keeps images whose top probability exceeds THRESHOLD, balances
+the classes by index, and writes RUN_DIR/pseudo/:
 
     pool_probs.npy   teacher probabilities for every pool image (float32, n x classes)
     indices.npy      balanced pseudo-labeled images: rows of the pool image file (with repeats)
@@ -29,7 +31,8 @@ import noisy
 
 # ------------------------------------------------------------------------------ settings
 RUN_DIR = "runs/default"  # folder every stage reads from and writes to
-UNLABELED = ""            # '' = the split's unlabeled pool; or a folder of image files (any size/mode); or an .npy (n, h, w, 3) uint8
+UNLABELED = "auto"        # 'auto' = 'split' if NUM_LABELED left a pool, else 'cinic10'; 'split'; 'cinic10'; a folder of images; an .npy
+CINIC_PER_CLASS = 800     # CINIC-10's ImageNet images drawn per class with SEED (article: ~800; 0 = all 21,000)
 THRESHOLD = 0.75          # keep images whose top teacher probability exceeds this (article: 0.75)
 SOFT = True               # True: targets are the teacher's probabilities; False: one-hot of its top class
 TEMPERATURE = 1.0         # soft targets: softmax(log p / T), T < 1 sharpens, T > 1 flattens (official teacher_softmax_temp; 1 = as predicted)
@@ -61,22 +64,34 @@ num_classes, image_shape = data_config["num_classes"], tuple(data_config["image_
 # 1. The unlabeled pool: an image file and the rows of it to label, and what identifies it.
 data = noisy.load_split(os.path.join(RUN_DIR, "data"))
 split = noisy.split_id(data, data_config)
-hidden_labels = None  # the true labels, for diagnostics only, when the pool comes from the split
-if UNLABELED == "":
+hidden_labels = None  # the true labels, for diagnostics only, where they are known
+source = ("split" if len(data["unlabeled"]) else "cinic10") if UNLABELED == "auto" else UNLABELED
+if source == "split":
+    noisy.require(len(data["unlabeled"]) > 0, f"--unlabeled=split: {RUN_DIR}/data has no unlabeled images "
+                  "(train_teacher.py used all labels: --num_labeled=0); use --unlabeled=cinic10 or a folder")
     pool_file, rows = os.path.abspath(os.path.join(RUN_DIR, "data", "train_images.npy")), data["unlabeled"]
     hidden_labels, pool_id = data["train_labels"][rows], {"split": split}
-elif os.path.isdir(UNLABELED):
-    pool_file, count, key = noisy.cache_image_folder(UNLABELED, os.path.join(RUN_DIR, "pool"), image_shape[0])
+elif source == "cinic10" or (os.path.isdir(source) and noisy.is_cinic_folder(source)):
+    # CINIC-10's ImageNet images only: its other files are CIFAR-10's, test images included.
+    pool_file, count, key, folders = noisy.cinic_pool(source, CINIC_PER_CLASS, SEED, os.path.join(RUN_DIR, "pool"),
+                                                      image_shape[0])
+    pool_file, rows, pool_id = os.path.abspath(pool_file), np.arange(count), {"cinic10": key}
+    names = data_config["class_names"]
+    if set(folders) <= set(names):  # CINIC's class folders, an ImageNet-derived label per image
+        hidden_labels = np.array([names.index(f) for f in folders])
+elif os.path.isdir(source):
+    pool_file, count, key = noisy.cache_image_folder(source, os.path.join(RUN_DIR, "pool"), image_shape[0])
     pool_file, rows, pool_id = os.path.abspath(pool_file), np.arange(count), {"folder": key}
-elif UNLABELED.endswith(".npy") and os.path.isfile(UNLABELED):
-    pool_file = os.path.abspath(UNLABELED)
+elif source.endswith(".npy") and os.path.isfile(source):
+    pool_file = os.path.abspath(source)
     rows, pool_id = np.arange(len(noisy.NpyRows(pool_file))), noisy.npy_identity(pool_file)
 else:
-    raise noisy.UserError(f"--unlabeled={UNLABELED!r}: expected '', an existing folder or an existing .npy file")
+    raise noisy.UserError(f"--unlabeled={UNLABELED!r}: expected 'auto', 'split', 'cinic10', an existing folder "
+                          "or an existing .npy file")
 pool = noisy.NpyRows(pool_file)  # read by rows on demand: a pool may exceed RAM
 noisy.require(pool.dtype == np.uint8 and pool.shape[1:] == image_shape,
               f"{pool_file}: images of shape {pool.shape[1:]} dtype {pool.dtype}; expected uint8 {image_shape}")
-noisy.require(len(rows) > 0, f"the unlabeled pool is empty (--unlabeled={UNLABELED!r}, run_dir {RUN_DIR})")
+noisy.require(len(rows) > 0, f"the unlabeled pool is empty (--unlabeled={source!r}, run_dir {RUN_DIR})")
 wanted = noisy.identity(settings, {"split": split, "teacher": teacher_config["run_id"], "teacher_sha256": teacher_sha,
                                    "pool": pool_id}, runtime=("batch_size",))
 if not labels_one_shard:
@@ -130,6 +145,7 @@ if hidden_labels is not None:
     summary["accuracy_kept"] = float((classes[keep] == hidden_labels[keep]).mean())
     summary["accuracy_balanced"] = float((classes[balanced] == hidden_labels[balanced]).mean())  # the student's targets
     summary["accuracy_pool"] = float((classes == hidden_labels).mean())
+    summary["labels_from"] = "the split's hidden labels" if source == "split" else "CINIC-10's class folders"
 empty = [data_config["class_names"][c] for c in range(num_classes) if summary["kept_per_class"][c] == 0]
 if empty:
     print(f"warning: no image of class(es) {', '.join(empty)} passed the threshold")

@@ -70,6 +70,10 @@ num_classes = data_config["num_classes"]
 labeled, val = data["labeled"], data["val"]
 print(f"labeled {len(labeled)}, validation {len(val)}, unlabeled pool {len(data['unlabeled'])}, "
       f"test {len(data['test_labels'])} images of {num_classes} classes")
+print("stage 2 (pseudo_label.py) will label " + (
+    f"this split's {len(data['unlabeled'])} unlabeled images" if len(data["unlabeled"]) else
+    "CINIC-10's ImageNet images, 800 per class (a 656 MiB download, once), as no training image is left "
+    "unlabeled; or give it --unlabeled=<folder of images>"), flush=True)
 # Every input is checked: only now may a finished or half-trained teacher be replaced.
 wanted = noisy.identity(settings, {"split": noisy.split_id(data, data_config)},
                         runtime=("data", "num_labeled", "num_val"))  # the split's identity stands for them

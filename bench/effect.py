@@ -8,7 +8,7 @@ teacher 1; 4 noised student of teacher 2; 5 student of teacher 2 trained without
 records how many pseudo-labels were kept and how many of them are correct.
 
     python bench/effect.py --config=cpu --data=/tmp/cifar10 --out=runs/effect-cpu
-    python bench/effect.py --config=full --data=cifar10 --unlabeled=/data/extra --out=runs/effect-full
+    python bench/effect.py --config=full --data=cifar10 --out=runs/effect-full   # CINIC-10 as the unlabeled set
     python bench/effect.py --config=cpu --out=runs/effect-cpu --table_only=True   # the table so far
     python bench/effect.py --config=cpu --student_images=750000 --out=runs/effect-cpu-750k  # a smaller student budget
 
@@ -27,8 +27,9 @@ the test set):
         students' budget was chosen.
 - full: the article's: all 50,000 labels less a 5,000-image validation split for
         checkpoint selection, ResNet50, Adam 0.001 flat for 250 epochs then
-        ReduceLROnPlateau / EarlyStopping to 300, batch 64, and a folder of extra
-        unlabeled images (--unlabeled), as the article used ImageNet images.
+        ReduceLROnPlateau / EarlyStopping to 300, batch 64, and CINIC-10's ImageNet
+        images as the unlabeled set (pseudo_label.py's default; --unlabeled=<folder>
+        for others), as the article used ImageNet images.
 
 The run folder keeps each arm's RUN_DIR, the logs, this script's source and the resolved
 settings next to the table (effect.md, effect.json, effect.png). The stages run in four
@@ -53,7 +54,7 @@ from noisy.settings import configure, install_error_hook, require  # noqa: E402
 # ------------------------------------------------------------------------------ settings
 CONFIG = "cpu"            # 'cpu' or 'full' (see the docstring)
 DATA = "cifar10"          # labeled source: 'cifar10', a class-folder directory or an .npz
-UNLABELED = ""            # '' = the training split's unlabeled pool; 'full' needs a folder of extra images
+UNLABELED = ""            # '' = pseudo_label.py's default (cpu: the split's unlabeled pool; full: CINIC-10); or a folder
 OUT = "runs/effect"       # folder for all runs and the table
 SEEDS = (0, 1)            # one full set of arms per seed
 TABLE_ONLY = False        # True = write the table from the stages finished so far; train nothing
@@ -356,7 +357,6 @@ if __name__ == "__main__":
     install_error_hook()
     settings = configure(globals())
     require(CONFIG in CONFIGS, f"--config={CONFIG!r}: expected one of {sorted(CONFIGS)}")
-    require(CONFIG != "full" or UNLABELED, "--config=full needs --unlabeled=<folder of extra images>")
     require(len(SEEDS) >= 1, "--seeds needs at least one seed")
     require(STUDENT_IMAGES >= 0, f"--student_images={STUDENT_IMAGES}: expected a number of images, or 0 for the configuration's")
     CONFIGS[CONFIG] = resolve(CONFIG, STUDENT_IMAGES)  # what every stage and the saved settings use

@@ -13,7 +13,7 @@ _LIGHT = {"noisy.settings", "noisy.stages", "noisy.pseudo", "noisy.images"}  # n
 _EXPORTS = {
     "noisy.artifacts": ("load_model", "load_npy", "read_config", "relative_to_run", "save_json", "save_npy",
                         "save_text", "source_hashes"),
-    "noisy.cinic": ("cinic_pool",),
+    "noisy.cinic": ("cinic_pool", "is_cinic_folder"),
     "noisy.data": ("load_split", "prepare_data", "split_id"),
     "noisy.device_augment": ("with_device_noise", "without_device_noise"),
     "noisy.devices": ("configure_devices", "resolve_augment"),

@@ -126,6 +126,18 @@ def imagenet_files(folder):
     return files, [os.path.basename(os.path.dirname(f)) for f in files]
 
 
+def is_cinic_folder(folder):
+    """Whether `folder` is laid out as CINIC-10 (train/ valid/ test/ of class folders)
+    with ImageNet-named images in it: then only those are taken, as for the download."""
+    root = _split_root(folder)
+    if root is None:
+        return False
+    for parent, dirs, names in os.walk(root):
+        if any(IMAGENET_NAME.fullmatch(n) for n in names):
+            return True
+    return False
+
+
 def sample_per_class(files, classes, per_class, seed):
     """`per_class` files of each class (0 = all of them), drawn with numpy's
     default_rng(seed): the same files for the same inputs and seed. Returns (files,

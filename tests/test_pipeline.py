@@ -172,7 +172,7 @@ def test_unusable_stage_inputs_are_refused_by_name(synthetic_npz, tmp_path):
     assert "--threshold=0.99 keeps none of 280 images; teacher confidence histogram: 0.0-0.1: " in error
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={tmp_path}/none.npy",
                                       check=False))
-    assert "none.npy': expected '', an existing folder or an existing .npy file" in error
+    assert "none.npy': expected 'auto', 'split', 'cinic10', an existing folder or an existing .npy file" in error
     empty = tmp_path / "empty"
     empty.mkdir()
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={empty}", check=False))
@@ -201,7 +201,8 @@ def test_sharded_labeling_merges_to_the_whole(synthetic_npz, tmp_path):
     whole = np.load(os.path.join(run, "pseudo", "pool_probs.npy"))
     out = run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", "--shard=1")
     assert "wrote shard 1 of 3" in out.stdout
-    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", check=False))
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", "--threshold=0.3",
+                                      "--retrain=True", check=False))
     assert "shard(s) 0, 2 of 3 not labeled yet" in error
     for shard in (0, 2):
         run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", f"--shard={shard}")
@@ -209,3 +210,34 @@ def test_sharded_labeling_merges_to_the_whole(synthetic_npz, tmp_path):
                "--retrain=True")  # the same pseudo-labels as the whole run's: made again only when asked
     merged = np.load(os.path.join(run, "pseudo", "pool_probs.npy"))
     assert merged.shape == whole.shape and np.allclose(merged, whole, atol=1e-5)
+
+
+def test_without_a_pool_in_the_split_the_default_is_cinic10_imagenet_images_only(synthetic_npz, tmp_path):
+    from PIL import Image
+    from conftest import synthetic_images
+    run = str(tmp_path / "run")
+    out = run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1",
+                     "--num_labeled=0", "--num_val=40", "--model=tiny", "--batch_size=32")
+    assert "stage 2 (pseudo_label.py) will label CINIC-10's ImageNet images, 800 per class" in out.stdout
+    # Offline, the default pool (CINIC-10's download) fails in one line naming the way out.
+    offline = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9",
+               "HTTPS_PROXY": "http://127.0.0.1:9"}
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", check=False, env=offline))
+    assert "CINIC-10: could not download or unpack https://datashare.is.ed.ac.uk/" in error
+    assert "--unlabeled=<your folder of images>" in error and "--num_labeled=4000" in error
+    # A CINIC-10 folder on disk: only its <synset>_<number>.png files, drawn per class.
+    cinic = tmp_path / "CINIC-10"
+    images, labels = synthetic_images(40, 4, size=32, seed=7)
+    for split in ("train", "valid", "test"):
+        for c in range(4):
+            (cinic / split / str(c)).mkdir(parents=True)
+            Image.new("RGB", (32, 32)).save(cinic / split / str(c) / f"cifar10-{split}-{c}.png")  # black
+    for i, (image, label) in enumerate(zip(images, labels)):
+        split = ("train", "valid", "test")[i % 3]
+        Image.fromarray(image).save(cinic / split / str(label) / f"n0{label}0000{i:02d}_{i}.png")
+    out = run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={cinic}", "--cinic_per_class=6",
+                     "--threshold=0.0")
+    summary = json.load(open(os.path.join(run, "pseudo", "summary.json")))
+    assert summary["pool"] == 24 and summary["labels_from"] == "CINIC-10's class folders"
+    pool = np.load(os.path.join(run, json.load(open(os.path.join(run, "pseudo", "config.json")))["pool_file"]))
+    assert pool.shape == (24, 16, 16, 3) and pool.reshape(24, -1).max(axis=1).min() > 0  # no black CIFAR file
