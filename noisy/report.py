@@ -127,7 +127,7 @@ def results_markdown(results, pseudo, class_names, title, ece_bins=15,
                          for name in names for s in sorted(tested[name], key=int)]
                         + [["mean", "all"] + [f"{results[stage]['mean_corruption_accuracy']:.2%}"
                                               for stage in stages]]) + [""]
-    lines += _table(["class"] + stages, [[name] + [f"{results[stage]['per_class_accuracy'][c]:.2%}"
+    lines += ["Per-class accuracy:", ""] + _table(["class"] + stages, [[name] + [f"{results[stage]['per_class_accuracy'][c]:.2%}"
                                                   if results[stage]['per_class_accuracy'][c] is not None else "-"
                                                   for stage in stages] for c, name in enumerate(class_names)])
     return "\n".join(lines) + "\n"
@@ -181,11 +181,13 @@ def curves_figure(history_files):
             rows = list(csv.DictReader(f))
         epochs = [int(r["epoch"]) + 1 for r in rows]
         for ax, key in zip(axes, ("loss", "accuracy")):
-            ax.plot(epochs, [float(r[key]) for r in rows], label=f"{stage} train")
+            marker = "o" if len(rows) < 30 else None  # a one-epoch curve is a point
+            ax.plot(epochs, [float(r[key]) for r in rows], marker=marker, markersize=3, label=f"{stage} train")
             if rows and f"val_{key}" in rows[0]:
-                ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], "--", label=f"{stage} validation")
+                ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], "--", marker=marker, markersize=3,
+                        label=f"{stage} validation")
     for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: one tick
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.legend(fontsize=7)

@@ -30,12 +30,15 @@ def test_training_curves_have_whole_epoch_ticks(tmp_path):
     from noisy.report import curves_figure
     history = tmp_path / "history.csv"
     history.write_text("epoch,loss,accuracy,val_loss,val_accuracy\n0,1.2,0.4,1.3,0.35\n1,0.9,0.6,1.0,0.55\n")
-    fig = curves_figure({"teacher": str(history), "student": str(tmp_path / "missing.csv")})
-    fig.canvas.draw()
-    for ax in fig.axes:
-        lo, hi = ax.get_xlim()
-        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
-        assert ticks == [1, 2], ticks  # not 1.0, 1.2, ... 2.0
+    one = tmp_path / "one.csv"
+    one.write_text("epoch,loss,accuracy\n0,1.2,0.4\n")
+    for files, epochs in (({"teacher": str(history), "student": str(tmp_path / "missing.csv")}, [1, 2]),
+                          ({"teacher": str(one)}, [1])):
+        fig = curves_figure(files)
+        fig.canvas.draw()
+        for ax in fig.axes:
+            lo, hi = ax.get_xlim()
+            assert [t for t in ax.get_xticks() if lo <= t <= hi] == epochs  # not 1.0, 1.2, ... or 0.96, 0.98, ...
 
 
 def test_corruption_panels_are_a_grid_of_families_with_the_tested_severities(tmp_path):
