@@ -69,9 +69,9 @@ else:
 noisy.require(not set(students) & {"students", "test_images", "corruption_images", "class_names", "settings"},
               f"--students={STUDENTS!r}: a student folder may not be named like a key of results.json")
 script = dict({"teacher": "train_teacher.py"}, **{name: "train_student.py" for name in students})
-configs = {"teacher": noisy.read_config(os.path.join(RUN_DIR, "teacher"), "train_teacher.py", needs=["model.keras"])}
+configs = {"teacher": noisy.read_config(os.path.join(RUN_DIR, "teacher"), "train_teacher.py")}
 for name in students:
-    configs[name] = noisy.read_config(os.path.join(RUN_DIR, name), "train_student.py", needs=["model.keras"])
+    configs[name] = noisy.read_config(os.path.join(RUN_DIR, name), "train_student.py")
     noisy.require(configs[name].get("stage") == "student",
                   f"{RUN_DIR}/{name} holds a {configs[name].get('stage')} stage, not a student; check --students")
     trained_from, teacher_run = configs[name]["teacher"]["run_id"], configs["teacher"]["run_id"]
@@ -106,7 +106,7 @@ def predict(model, x):
 #    with flip test-time augmentation.
 results, models = {"test_images": len(labels), "students": students}, {}
 for stage, config in configs.items():
-    path = os.path.join(RUN_DIR, stage, "model.keras")
+    path = noisy.model_path(os.path.join(RUN_DIR, stage), config)
     print(f"evaluating {path} on {len(labels)} test images ...", flush=True)
     models[stage] = model = noisy.load_model(path, script[stage])
     probs = predict(model, images)

@@ -1,6 +1,6 @@
 """Stage 2 of Noisy Student: pseudo-label unlabeled images with the un-noised teacher.
 
-Reads RUN_DIR/teacher/model.keras and the unlabeled pool: by default the unlabeled part
+Reads the teacher in RUN_DIR/teacher/ (model.keras, or model.h5) and the unlabeled pool: by default the unlabeled part
 of the training split in RUN_DIR/data/ when the teacher left one, else 800 ImageNet
 images per class of CINIC-10 (downloaded once; the article's kind of unlabeled data).
 Predicts in large batches with the teacher in inference mode (no dropout, no stochastic
@@ -56,7 +56,7 @@ teacher_dir, out_dir = os.path.join(RUN_DIR, "teacher"), os.path.join(RUN_DIR, "
 shard_dir = os.path.join(out_dir, "shards")
 labels_one_shard = NUM_SHARDS > 1 and SHARD >= 0  # writes only its slice, never the stage
 noisy.lock(shard_dir, f".lock-{SHARD:04d}") if labels_one_shard else noisy.lock(out_dir)
-teacher_config = noisy.read_config(teacher_dir, "train_teacher.py", needs=["model.keras"])
+teacher_config = noisy.read_config(teacher_dir, "train_teacher.py")
 teacher_sha = noisy.check_model_file(teacher_dir, teacher_config, "train_teacher.py")
 data_config = teacher_config["data"]
 num_classes, image_shape = data_config["num_classes"], tuple(data_config["image_shape"])
@@ -105,7 +105,7 @@ if NUM_SHARDS > 1 and SHARD == -1:
     probs = noisy.merge_shards(shard_dir, NUM_SHARDS, shard_id)
 else:
     part = np.array_split(np.arange(len(rows)), NUM_SHARDS)[max(SHARD, 0)]
-    teacher = noisy.load_model(os.path.join(teacher_dir, "model.keras"), "train_teacher.py")
+    teacher = noisy.load_model(noisy.model_path(teacher_dir, teacher_config), "train_teacher.py")
     print(f"labeling {len(part)} images with the teacher ...", flush=True)
     probs = teacher.predict(noisy.ImageBatches(pool, rows[part], BATCH_SIZE, workers=WORKERS),
                             verbose=1 if sys.stdout.isatty() else 0)  # a progress bar on a terminal

@@ -45,6 +45,7 @@ MULTIPROCESSING = False   # workers as processes (True) or threads (False)
 MIXED_PRECISION = ""      # '' (float32), 'bfloat16' (A100/H100, TPU) or 'float16' (with loss scaling)
 JIT_COMPILE = "auto"      # XLA: 'auto' (Keras decides), 'true' or 'false'
 DATA_PARALLEL = False     # True = replicate over all GPUs; BATCH_SIZE and LR are per GPU, scaled by their number
+MODEL_FILE = "model.keras"  # the saved model: 'model.keras' (Keras 3's format) or 'model.h5' (legacy H5, as the article)
 SEED = 0                  # initialisation and noise
 RETRAIN = False           # True = train again although RUN_DIR/STUDENT holds a finished student (config.json)
 # ------------------------------------------------------------------------------
@@ -132,5 +133,5 @@ with scope:
     model = noisy.without_device_noise(trainer)  # the plain model is what is saved
 noisy.finish_stage(stage_dir, dict(settings, stage="student", data=data_config, parameters=model.count_params(),
                                    teacher=teacher_config, pseudo=pseudo_config, sources=noisy.source_hashes()),
-                   wanted, model)
-print(f"wrote {stage_dir}/model.keras")
+                   wanted, model, MODEL_FILE)
+print(f"wrote {stage_dir}/{MODEL_FILE}")

@@ -23,7 +23,7 @@ _EXPORTS = {
     "noisy.resnet": ("build_resnet",),
     "noisy.settings": ("UserError", "configure", "install_error_hook", "require"),
     "noisy.stages": ("begin_stage", "check_model_file", "check_stage", "finish_stage", "identity", "lock",
-                     "npy_identity"),
+                     "model_path", "npy_identity"),
     "noisy.streams": ("ImageBatches", "NoisyStream", "NpyRows"),
     "noisy.training": ("check_training_settings", "compile_model", "fit", "make_optimizer", "one_hot"),
 }

@@ -26,7 +26,8 @@ from noisy.settings import UserError
 
 # Settings that change how fast or where a stage runs, not what it produces.
 RUNTIME_SETTINGS = ("run_dir", "workers", "multiprocessing", "retrain", "jit_compile", "num_shards", "shard",
-                    "progress")
+                    "model_file")
+MODEL_FILES = ("model.keras", "model.h5")  # Keras 3's format, and the legacy H5 the article saved
 
 
 def file_sha256(path):
@@ -188,15 +189,19 @@ def begin_stage(stage_dir, name, wanted, retrain):
     save_json(marker, wanted)
 
 
-def finish_stage(stage_dir, config, wanted, model=None):
-    """Write the stage's model (if any) and its config.json, last, marked complete, with
-    its identity, the model's sha256 and a fresh run id that later stages record and
-    check; then drop the resume checkpoints."""
+def finish_stage(stage_dir, config, wanted, model=None, model_file="model.keras"):
+    """Write the stage's model (if any, as `model_file`: see MODEL_FILES) and its
+    config.json, last, marked complete, with its identity, the model file's name and
+    sha256 and a fresh run id that later stages record and check; then drop the resume
+    checkpoints and a model file of the other format."""
     extra = {}
     if model is not None:
-        path = os.path.join(stage_dir, "model.keras")
+        path = os.path.join(stage_dir, model_file)
         save_model(path, model)
-        extra["model_sha256"] = file_sha256(path)
+        extra = {"model_file": model_file, "model_sha256": file_sha256(path)}
+        for other in set(MODEL_FILES) - {model_file}:
+            if os.path.isfile(os.path.join(stage_dir, other)):
+                os.remove(os.path.join(stage_dir, other))
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}"
     save_json(os.path.join(stage_dir, "config.json"),
               dict(config, **extra, identity=wanted, run_id=run_id, complete=True))
@@ -204,10 +209,15 @@ def finish_stage(stage_dir, config, wanted, model=None):
     return run_id
 
 
+def model_path(stage_dir, config):
+    """The stage's model file: the one its config.json names (model.keras or model.h5)."""
+    return os.path.join(stage_dir, config.get("model_file", "model.keras"))
+
+
 def check_model_file(stage_dir, config, script):
     """The model file is the one the stage wrote (its sha256 in config.json): a model
     copied over it is refused. Returns the sha256."""
-    path = os.path.join(stage_dir, "model.keras")
+    path = model_path(stage_dir, config)
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: run {script} first (or check --run_dir)")
     sha = file_sha256(path)

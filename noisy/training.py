@@ -25,6 +25,7 @@ from noisy.devices import PRECISIONS
 from noisy.randaugment import CUTOUT_OPS, MAX_MAGNITUDE, OPS
 from noisy.resnet import MODELS
 from noisy.settings import UserError, interrupted
+from noisy.stages import MODEL_FILES
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "plateau")
@@ -52,6 +53,7 @@ def check_training_settings(s, empty_model_ok=False):
         (0 <= s["ema"] < 1 and 0 <= s["label_smoothing"] < 1,
          f"--ema and --label_smoothing must be in [0, 1) (got {s['ema']}, {s['label_smoothing']})"),
         (s["augment"] in AUGMENTS, f"--augment={s['augment']!r}: expected one of {AUGMENTS}"),
+        (s["model_file"] in MODEL_FILES, f"--model_file={s['model_file']!r}: expected one of {MODEL_FILES}"),
         (s["warmup_epochs"] >= 0 and s["flat_epochs"] >= 0 and s["patience"] >= 1,
          "--warmup_epochs and --flat_epochs must be >= 0 and --patience >= 1"),
         (s["mixed_precision"] in PRECISIONS, f"--mixed_precision={s['mixed_precision']!r}: expected one of {PRECISIONS}"),

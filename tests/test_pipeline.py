@@ -72,7 +72,9 @@ def test_pseudo_labels_from_a_folder_of_images(synthetic_npz, tmp_path):
     from PIL import Image
     from conftest import synthetic_images
     run = str(tmp_path / "run")
-    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER,
+               "--model_file=model.h5")  # the legacy H5 format, as the article saved its models
+    assert sorted(f for f in os.listdir(os.path.join(run, "teacher")) if f.startswith("model")) == ["model.h5"]
     folder = tmp_path / "extra"
     folder.mkdir()
     images, _ = synthetic_images(12, 4, size=40, seed=5)
