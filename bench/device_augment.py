@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.augment import pil_images_per_second  # noqa: E402
 from bench.synthetic_run import synthetic_images  # noqa: E402
 from noisy.settings import configure, install_error_hook  # noqa: E402
 
@@ -79,16 +80,11 @@ if __name__ == "__main__":
     import keras
     import noisy
     from noisy.device_augment import DeviceAugment
-    from noisy.randaugment import augment_batch
     backend = keras.backend.backend()
     images, labels = synthetic_images(IMAGES, seed=4)
     targets = noisy.one_hot(labels, 10)
 
-    rng = np.random.default_rng(0)
-    sample = images[:2000]
-    start = time.time()
-    augment_batch(sample, rng, noisy.RandAugment(NUM_OPS, MAGNITUDE))
-    pil_alone = len(sample) / (time.time() - start)
+    pil_alone = pil_images_per_second(images, NUM_OPS, MAGNITUDE)
 
     alone = {}
     for ops_count in (0, 1, NUM_OPS):

@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -27,3 +28,30 @@ def synthetic_npz(tmp_path):
     path = tmp_path / "synthetic.npz"
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return str(path)
+
+
+TEACHER = ["--num_labeled=80", "--num_val=40", "--model=tiny", "--batch_size=32"]  # a tiny teacher on synthetic_npz
+
+
+@pytest.fixture(scope="session")
+def finished_run_template(tmp_path_factory):
+    """(data .npz, run folder) with a finished 1-epoch teacher, pseudo-labels and student
+    on the synthetic data, made once per test session: copy it, never change it."""
+    folder = tmp_path_factory.mktemp("finished")
+    x_train, y_train = synthetic_images(400, 4, seed=1)
+    x_test, y_test = synthetic_images(80, 4, seed=2)
+    npz = str(folder / "synthetic.npz")
+    np.savez(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    run = str(folder / "run")
+    run_script("train_teacher.py", f"--data={npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
+    run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32")
+    return npz, run
+
+
+@pytest.fixture
+def finished_run(finished_run_template, tmp_path):
+    """A copy of the finished run folder for one test (its paths are relative to it)."""
+    run = str(tmp_path / "run")
+    shutil.copytree(finished_run_template[1], run)
+    return run

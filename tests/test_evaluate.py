@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_script
 from noisy.report import tta_probabilities
-from test_pipeline import TEACHER, one_line_error
+from test_pipeline import one_line_error
 
 
 def test_tta_averages_each_image_with_its_horizontal_mirror():
@@ -32,19 +32,11 @@ def test_tta_averages_each_image_with_its_horizontal_mirror():
 
 
 @pytest.fixture(scope="module")
-def run_with_two_students(tmp_path_factory):
-    """A finished 1-epoch teacher, pseudo-labels and student, and a second student
-    folder copied from the first (scored as a student of the same teacher)."""
-    from conftest import synthetic_images
-    tmp = tmp_path_factory.mktemp("evaluate")
-    x_train, y_train = synthetic_images(400, 4, seed=1)
-    x_test, y_test = synthetic_images(80, 4, seed=2)
-    npz = str(tmp / "synthetic.npz")
-    np.savez(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    run = str(tmp / "run")
-    run_script("train_teacher.py", f"--data={npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
-    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
-    run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32")
+def run_with_two_students(finished_run_template, tmp_path_factory):
+    """The finished 1-epoch run, and a second student folder copied from the first (scored
+    as a student of the same teacher)."""
+    run = str(tmp_path_factory.mktemp("evaluate") / "run")
+    shutil.copytree(finished_run_template[1], run)
     shutil.copytree(os.path.join(run, "student"), os.path.join(run, "student2"))
     return run
 

@@ -11,9 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, run_script
-
-TEACHER = ["--num_labeled=80", "--num_val=40", "--model=tiny", "--batch_size=32"]
+from conftest import REPO, TEACHER, run_script
 
 
 def sha(path):
@@ -243,3 +241,26 @@ def test_without_a_pool_in_the_split_the_default_is_cinic10_imagenet_images_only
     assert summary["pool"] == 24 and summary["labels_from"] == "CINIC-10's class folders"
     pool = np.load(os.path.join(run, json.load(open(os.path.join(run, "pseudo", "config.json")))["pool_file"]))
     assert pool.shape == (24, 16, 16, 3) and pool.reshape(24, -1).max(axis=1).min() > 0  # no black CIFAR file
+
+
+def test_a_terminal_gets_a_progress_bar_and_a_log_one_line_per_epoch(finished_run):
+    import pty
+    args = [sys.executable, os.path.join(REPO, "train_student.py"), f"--run_dir={finished_run}", "--epochs=1",
+            "--batch_size=32"]
+    logged = run_script("train_student.py", *args[2:], "--student=logged").stdout
+    assert "━" not in logged and "15/15 - " in logged  # Keras' verbose=2: one line per epoch
+    main, terminal = pty.openpty()
+    process = subprocess.Popen([*args, "--student=on_a_terminal"], stdout=terminal, stderr=terminal, cwd=REPO)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal closed: the process has ended
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert process.wait(timeout=120) == 0
+    shown = shown.decode(errors="replace")
+    assert "━" in shown and "15/15" in shown  # Keras' progress bar, redrawn per step

@@ -11,13 +11,13 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, run_script, synthetic_images
+from conftest import REPO, TEACHER, run_script, synthetic_images
 from noisy.images import cache_image_folder, folder_identity
 from noisy.settings import UserError, one_line
 from noisy.stages import begin_stage, check_stage, differences, finish_stage, identity, lock
 from noisy.streams import NpyRows
 from noisy.training import load_resume_point
-from test_pipeline import TEACHER, one_line_error
+from test_pipeline import one_line_error
 
 
 def config_bytes(run, stage):
@@ -25,33 +25,9 @@ def config_bytes(run, stage):
         return f.read()
 
 
-@pytest.fixture(scope="module")
-def made_once(tmp_path_factory):
-    """The synthetic data set and a run folder with a finished teacher, pseudo-labels and
-    student (1 epoch each), made once for this module."""
-    folder = tmp_path_factory.mktemp("trust")
-    x_train, y_train = synthetic_images(400, 4, seed=1)
-    x_test, y_test = synthetic_images(80, 4, seed=2)
-    npz = str(folder / "synthetic.npz")
-    np.savez(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    run = str(folder / "run")
-    run_script("train_teacher.py", f"--data={npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
-    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
-    run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32")
-    return npz, run
-
-
-@pytest.fixture
-def finished_run(made_once, tmp_path):
-    """A copy of the finished run folder for one test (its paths are relative to it)."""
-    run = str(tmp_path / "run")
-    shutil.copytree(made_once[1], run)
-    return run
-
-
 # ----------------------------------------------------------------------------- 1. identity
-def test_finished_stages_refuse_other_settings_and_redone_upstream_stages(finished_run, made_once):
-    run, synthetic_npz = finished_run, made_once[0]
+def test_finished_stages_refuse_other_settings_and_redone_upstream_stages(finished_run, finished_run_template):
+    run, synthetic_npz = finished_run, finished_run_template[0]
     error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--epochs=2", "--batch_size=32",
                                       check=False))
     assert f"{run}/student holds a student made with other settings or inputs: settings.epochs 1 (now 2)" in error
@@ -83,8 +59,8 @@ def test_a_model_file_replaced_by_another_valid_model_is_refused(finished_run):
         assert f"{run}/teacher/model.keras is not the model train_teacher.py wrote for this stage" in error
 
 
-def test_checks_come_before_a_finished_stage_is_touched(finished_run, made_once, tmp_path):
-    run, synthetic_npz = finished_run, made_once[0]
+def test_checks_come_before_a_finished_stage_is_touched(finished_run, finished_run_template, tmp_path):
+    run, synthetic_npz = finished_run, finished_run_template[0]
     before = {stage: config_bytes(run, stage) for stage in ("teacher", "pseudo", "student")}
     one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={tmp_path}/none",
                               "--retrain=True", check=False))
