@@ -20,7 +20,6 @@ The article's table: teacher without noise 88.39% -> student 93.94%; with a nois
 teacher 94.14% -> 94.28% (one run each, checkpoints selected on the test set).
 """
 import functools
-import json
 import os
 
 import numpy as np
@@ -63,7 +62,8 @@ if STUDENTS == "all":
     students = sorted(f for f in os.listdir(RUN_DIR) if os.path.isdir(os.path.join(RUN_DIR, f)) and is_student(f))
 else:
     students = [name.strip() for name in STUDENTS.split(",") if name.strip()]
-    noisy.require(students and len(set(students)) == len(students) and "teacher" not in students,
+    noisy.require(students and len(set(students)) == len(students) and "teacher" not in students
+                  and not any(os.sep in name or name in (".", "..") for name in students),
                   f"--students={STUDENTS!r}: expected 'all' or a comma-separated list of distinct student folder "
                   f"names in {RUN_DIR}")
 noisy.require(not set(students) & {"students", "test_images", "corruption_images", "class_names", "settings"},
@@ -79,7 +79,15 @@ for name in students:
                   f"{RUN_DIR}/{name} was trained from teacher run {trained_from}, but {RUN_DIR}/teacher holds "
                   f"teacher run {teacher_run}; retrain the student (train_student.py "
                   f"{'' if name == 'student' else f'--student={name} '}--retrain=True) or score them separately")
-if not students:
+if students:  # the summary describes RUN_DIR/pseudo: it must be what the students learned from
+    pseudo_run = noisy.read_config(os.path.join(RUN_DIR, "pseudo"), "pseudo_label.py")["run_id"]
+    for name in students:
+        learned_from = configs[name]["pseudo"]["run_id"]
+        noisy.require(learned_from == pseudo_run,
+                      f"{RUN_DIR}/{name} was trained on pseudo-labels run {learned_from}, but {RUN_DIR}/pseudo "
+                      f"holds run {pseudo_run}; retrain the student (train_student.py "
+                      f"{'' if name == 'student' else f'--student={name} '}--retrain=True)")
+else:
     print(f"no finished student in {RUN_DIR}: evaluating the teacher alone")
 for stage, config in configs.items():
     noisy.check_model_file(os.path.join(RUN_DIR, stage), config, script[stage])
@@ -87,7 +95,7 @@ data = noisy.load_split(os.path.join(RUN_DIR, "data"))
 data_config = noisy.read_config(os.path.join(RUN_DIR, "data"), "train_teacher.py")
 class_names = data_config["class_names"]
 noisy.require(configs["teacher"].get("identity", {}).get("inputs", {}).get("split")
-              in (None, noisy.split_id(data, data_config)),
+              in (None, noisy.split_id(os.path.join(RUN_DIR, "data"), data_config)),
               f"{RUN_DIR}/teacher was trained on another split than {RUN_DIR}/data holds; its test images may "
               "not be held out from it")
 images, labels = data["test_images"][:], np.asarray(data["test_labels"])
@@ -140,16 +148,10 @@ del models
 # 3. results.json, and results.md: a summary (with the pseudo-labels the students learned
 #    from), links to the plots, the article's table, calibration, robustness, per class.
 pseudo = None
-if students:
-    pseudo_config = noisy.read_config(os.path.join(RUN_DIR, "pseudo"), "pseudo_label.py")
-    summary_file = os.path.join(RUN_DIR, "pseudo", "summary.json")
-    if os.path.isfile(summary_file):
-        with open(summary_file) as f:
-            pseudo = dict(json.load(f), threshold=pseudo_config["threshold"], soft=pseudo_config["soft"])
-    older = [name for name in students if configs[name].get("pseudo", {}).get("run_id") != pseudo_config["run_id"]]
-    if older:
-        print(f"note: {', '.join(older)} learned from earlier pseudo-labels than {RUN_DIR}/pseudo holds now; "
-              "results.md summarises the present ones")
+if students:  # step 0 checked that every student learned from these pseudo-labels
+    pseudo_config = noisy.read_config(os.path.join(RUN_DIR, "pseudo"), "pseudo_label.py", needs=["summary.json"])
+    pseudo = dict(noisy.read_json(os.path.join(RUN_DIR, "pseudo", "summary.json"), "rerun pseudo_label.py"),
+                  threshold=pseudo_config["threshold"], soft=pseudo_config["soft"])
 try:
     import matplotlib  # noqa: F401  (in requirements.txt; a JAX-only GPU image may lack it)
 except ImportError:

@@ -63,7 +63,10 @@ num_classes, image_shape = data_config["num_classes"], tuple(data_config["image_
 
 # 1. The unlabeled pool: an image file and the rows of it to label, and what identifies it.
 data = noisy.load_split(os.path.join(RUN_DIR, "data"))
-split = noisy.split_id(data, data_config)
+split = noisy.split_id(os.path.join(RUN_DIR, "data"), data_config)
+noisy.require(teacher_config.get("identity", {}).get("inputs", {}).get("split") in (None, split),
+              f"{teacher_dir} was trained on another split than {RUN_DIR}/data holds: its labeled images may be "
+              "in this pool; retrain the teacher (train_teacher.py --retrain=True) in this run folder")
 hidden_labels = None  # the true labels, for diagnostics only, where they are known
 source = ("split" if len(data["unlabeled"]) else "cinic10") if UNLABELED == "auto" else UNLABELED
 if source == "split":
@@ -156,7 +159,8 @@ noisy.save_npy(os.path.join(out_dir, "targets.npy"), targets)
 noisy.save_json(os.path.join(out_dir, "summary.json"), summary)
 noisy.finish_stage(out_dir, dict(
     settings, stage="pseudo", pool_file=noisy.relative_to_run(pool_file, RUN_DIR), pool_rows=len(rows), data=data_config,
-    teacher=teacher_config, sources=noisy.source_hashes()), wanted)
+    teacher=teacher_config, sources=noisy.source_hashes()), wanted,
+    files=("pool_probs.npy", "indices.npy", "targets.npy", "summary.json"))
 print(f"kept {len(keep)} of {len(rows)} images above {THRESHOLD}"
       + (f" ({summary['accuracy_kept']:.1%} correct)" if hidden_labels is not None else "")
       + f"; {len(balanced)} after balancing"

@@ -79,9 +79,11 @@ noise_on_cpu, noise_on_device = settings["augment"] == "cpu", settings["augment"
 
 # 1. Labeled data (one-hot) + pseudo-labeled data (the teacher's targets), by index.
 data = noisy.load_split(os.path.join(RUN_DIR, "data"))
-split = noisy.split_id(data, data_config)
-noisy.require(pseudo_config.get("identity", {}).get("inputs", {}).get("split") in (None, split),
-              f"{pseudo_dir} was made from another split than {RUN_DIR}/data; rerun pseudo_label.py --retrain=True")
+split = noisy.split_id(os.path.join(RUN_DIR, "data"), data_config)
+for name, config in (("pseudo_label.py", pseudo_config), ("train_teacher.py", teacher_config)):
+    noisy.require(config.get("identity", {}).get("inputs", {}).get("split") in (None, split),
+                  f"{config['stage']} stage was made from another split than {RUN_DIR}/data holds; rerun "
+                  f"{name} --retrain=True")
 labeled, val = data["labeled"], data["val"]
 pool_file = os.path.join(RUN_DIR, pseudo_config["pool_file"])  # relative to RUN_DIR, or absolute
 pool_id = pseudo_config.get("identity", {}).get("inputs", {}).get("pool", {})
@@ -90,9 +92,14 @@ noisy.require("npy" not in pool_id or noisy.npy_identity(pool_file) == pool_id,
 pool = noisy.NpyRows(pool_file)
 pseudo_rows, pseudo_targets = noisy.load_npy(os.path.join(pseudo_dir, "indices.npy")), \
     noisy.load_npy(os.path.join(pseudo_dir, "targets.npy"), mmap=False)
-noisy.require(len(pseudo_rows) == len(pseudo_targets) and pseudo_targets.shape[1:] == (num_classes,)
+noisy.require(pseudo_rows.ndim == 1 and pseudo_rows.dtype.kind in "iu" and len(pseudo_rows) == len(pseudo_targets)
+              and pseudo_targets.shape[1:] == (num_classes,)
               and (len(pseudo_rows) == 0 or 0 <= pseudo_rows.min() and pseudo_rows.max() < len(pool)),
               f"{pseudo_dir}: indices.npy and targets.npy do not match each other or the pool; rerun pseudo_label.py")
+noisy.require(np.isfinite(pseudo_targets).all() and (pseudo_targets >= 0).all()
+              and np.allclose(pseudo_targets.sum(axis=1), 1, atol=1e-3),
+              f"{pseudo_dir}/targets.npy holds rows that are not probabilities (NaN, negative, or not summing to "
+              "1); rerun pseudo_label.py --retrain=True")
 labeled = np.tile(labeled, LABELED_COPIES)  # by index: copies cost no memory
 targets = np.concatenate([noisy.one_hot(data["train_labels"][labeled], num_classes), pseudo_targets])
 print(f"student data: {len(labeled)} labeled ({LABELED_COPIES} x {len(labeled) // LABELED_COPIES}) "

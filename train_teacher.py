@@ -76,7 +76,7 @@ print("stage 2 (pseudo_label.py) will label " + (
     "CINIC-10's ImageNet images, 800 per class (a 656 MiB download, once), as no training image is left "
     "unlabeled; or give it --unlabeled=<folder of images>"), flush=True)
 # Every input is checked: only now may a finished or half-trained teacher be replaced.
-wanted = noisy.identity(settings, {"split": noisy.split_id(data, data_config)},
+wanted = noisy.identity(settings, {"split": noisy.split_id(os.path.join(RUN_DIR, "data"), data_config)},
                         runtime=("data", "num_labeled", "num_val"))  # the split's identity stands for them
 noisy.begin_stage(stage_dir, "teacher", wanted, RETRAIN)
 

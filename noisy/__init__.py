@@ -11,8 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log: erro
 _LIGHT = {"noisy.settings", "noisy.stages", "noisy.pseudo", "noisy.images"}  # no Keras in them
 
 _EXPORTS = {
-    "noisy.artifacts": ("load_model", "load_npy", "read_config", "relative_to_run", "save_json", "save_npy",
-                        "save_text", "source_hashes"),
+    "noisy.artifacts": ("load_model", "load_npy", "read_config", "read_json", "relative_to_run", "save_json",
+                        "save_npy", "save_text", "source_hashes"),
     "noisy.cinic": ("cinic_pool", "is_cinic_folder"),
     "noisy.data": ("load_split", "prepare_data", "split_id"),
     "noisy.device_augment": ("with_device_noise", "without_device_noise"),
@@ -32,11 +32,26 @@ __all__ = sorted(_MODULE_OF)
 
 
 def _import_keras_quietly():
-    """Import Keras (and the TensorFlow it loads) without TensorFlow's start-up notices."""
-    if "keras" not in sys.modules:
-        from noisy.quiet import startup_notices_hidden
+    """Import Keras without TensorFlow's start-up notices. TensorFlow is imported here too
+    where it is installed (the JAX backend loads it later for some utilities, and would
+    print them then). A Ctrl-C in the middle is held until the import is done: raised
+    inside TensorFlow's C++ start-up it can abort the process instead of stopping it."""
+    if "keras" in sys.modules:
+        return
+    import importlib.util
+    import signal
+    from noisy.quiet import startup_notices_hidden
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda *_: held.append(True))
+    try:
         with startup_notices_hidden():
+            if importlib.util.find_spec("tensorflow"):
+                import tensorflow  # noqa: F401
             import keras  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 def __getattr__(name):

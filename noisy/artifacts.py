@@ -86,22 +86,46 @@ def source_hashes():
     return hashes
 
 
+def read_json(path, what):
+    """json.load of `path`, which must hold a JSON object; a damaged file is a UserError
+    naming it and `what` to do."""
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not readable JSON ({type(e).__name__}: {e}); {what}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} holds a JSON {type(value).__name__}, not an object; {what}")
+    return value
+
+
+def file_sha256(path):
+    """sha256 of a file's bytes (a ResNet50 model.keras, ~100 MB, in well under a second)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_config(folder, stage, needs=()):
     """Read `folder/config.json` written by `stage`, checking that it and the files in
-    `needs` (names inside `folder`) exist. Raises UserError naming what is missing."""
+    `needs` (names inside `folder`) exist and, where config.json records their sha256,
+    are the files the stage wrote. Raises UserError naming what is missing or changed."""
     path = os.path.join(folder, "config.json")
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: run {stage} first (or check --run_dir)")
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); rerun {stage}") from None
+    config = read_json(path, f"rerun {stage}")
     if config.get("complete") is not True:
         raise UserError(f"{path} belongs to an unfinished {stage}; run {stage} again to finish it")
+    recorded = config.get("files_sha256", {})
     for name in needs:
-        if not os.path.exists(os.path.join(folder, name)):
-            raise UserError(f"{os.path.join(folder, name)} is missing; rerun {stage}")
+        file = os.path.join(folder, name)
+        if not os.path.exists(file):
+            raise UserError(f"{file} is missing; rerun {stage}")
+        if name in recorded and file_sha256(file) != recorded[name]:
+            raise UserError(f"{file} is not the file {stage} wrote with {path} (its sha256 differs); "
+                            f"rerun {stage} --retrain=True")
     return config
 
 

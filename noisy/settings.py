@@ -21,8 +21,10 @@ class UserError(Exception):
 
 
 class interrupted:
-    """What a Ctrl-C says: the training loop sets `resume_epoch` after every epoch it saves."""
+    """What a Ctrl-C says: the training loop sets `resume_epoch` after every epoch it saves;
+    a stage started with --retrain=True sets `retrain` (its rerun would start over)."""
     resume_epoch = None
+    retrain = False
 
 
 def one_line(kind, error):
@@ -39,8 +41,10 @@ def one_line(kind, error):
 
 def _report(kind, error, traceback):
     if issubclass(kind, KeyboardInterrupt):
-        epoch = interrupted.resume_epoch
-        print("interrupted: rerun the same command to " + (
+        epoch, command = interrupted.resume_epoch, "the same command"
+        if interrupted.retrain and epoch is not None:
+            command = "the same command without --retrain=True"
+        print(f"interrupted: rerun {command} to " + (
             f"resume after epoch {epoch}" if epoch is not None else "start again (no epoch was finished)"),
             file=sys.stderr)
         sys.stdout.flush()
@@ -109,12 +113,16 @@ def configure(namespace, argv=None):
     Raises UserError for an unknown name, a malformed argument or a wrong type.
     """
     argv = sys.argv[1:] if argv is None else argv
-    if {"-h", "--help"} & set(argv):
+    script = namespace.get("__file__")
+    if {"-h", "--help"} & set(argv) and script:
         print((namespace.get("__doc__") or "").strip() + "\n\nSettings (edit them at the top of the script, or "
               "override any as --name=value; values are Python literals, a bare word is a string):\n\n"
               + settings_help(namespace["__file__"]))
         raise SystemExit(0)
-    names = {k: k for k in namespace if k.isupper() and not k.startswith("_")
+    # A script's settings are the names of its settings block, not every UPPER_CASE name it
+    # imported; a namespace without a file (a test's) offers all of its UPPER_CASE values.
+    block = {name for name, _, _ in settings_block(script)} if script else None
+    names = {k: k for k in namespace if k.isupper() and not k.startswith("_") and (block is None or k in block)
              and isinstance(namespace[k], (bool, int, float, str, tuple, list, type(None)))}
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:

@@ -14,15 +14,14 @@ A lock file per stage keeps a second process out; a lock whose process is gone (
 is taken over. Build systems (Make, Bazel, DVC's lock file) do the same on a larger scale.
 """
 import atexit
-import hashlib
 import json
 import os
 import shutil
 import socket
 import time
 
-from noisy.artifacts import save_json, save_model
-from noisy.settings import UserError
+from noisy.artifacts import file_sha256, read_json, save_json, save_model
+from noisy.settings import UserError, interrupted
 
 # Settings that change how fast or where a stage runs, not what it produces.
 RUNTIME_SETTINGS = ("run_dir", "workers", "multiprocessing", "retrain", "jit_compile", "num_shards", "shard",
@@ -30,20 +29,9 @@ RUNTIME_SETTINGS = ("run_dir", "workers", "multiprocessing", "retrain", "jit_com
 MODEL_FILES = ("model.keras", "model.h5")  # Keras 3's format, and the legacy H5 the article saved
 
 
-def file_sha256(path):
-    """sha256 of a file's bytes (a ResNet50 model.keras, ~100 MB, in well under a second)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def npy_identity(path):
-    """An .npy file as it is now: its path, byte size and modification time (hashing a
-    pool of many GB at every stage would cost minutes)."""
-    stat = os.stat(path)
-    return {"npy": os.path.abspath(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    """An .npy file by its content: path and sha256 (about a second per GB)."""
+    return {"npy": os.path.abspath(path), "sha256": file_sha256(path)}
 
 
 def identity(settings, inputs, runtime=()):
@@ -67,14 +55,6 @@ def differences(old, new, prefix=""):
 def _short(value):
     text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _read_json(path, what):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} is not readable JSON ({type(e).__name__}: {e}); {what}") from None
 
 
 # ----------------------------------------------------------------------------- lock
@@ -113,8 +93,10 @@ def lock(folder, name=".lock"):
             try:
                 with open(path) as f:
                     holder = json.load(f)
+                if not (isinstance(holder, dict) and isinstance(holder.get("pid"), int)):
+                    raise ValueError("not a lock written by this code")
             except (OSError, ValueError):
-                holder = None  # half written by a process killed at that instant, or removed meanwhile
+                holder = None  # half written by a process killed at that instant, removed meanwhile, or damaged
             if holder is None and os.path.exists(path) and time.time() - os.path.getmtime(path) < 5:
                 time.sleep(0.2)  # its holder may be writing it right now
                 continue
@@ -147,14 +129,26 @@ def _unlock(path, pid):
 
 # ----------------------------------------------------------------------------- life cycle
 def check_stage(stage_dir, name, wanted, retrain):
-    """Exit 0 if `stage_dir` already holds a finished `name` with the identity `wanted`
-    (unless `retrain`); refuse one made otherwise, or a resume checkpoint made otherwise,
-    naming the differences. Touches nothing."""
+    """Without `retrain`: resume checkpoints made with the identity `wanted` are resumed
+    (returns True); else a finished `name` with that identity exits 0, and a finished
+    stage or checkpoints made otherwise are refused, naming the differences. Touches
+    nothing."""
     config_path = os.path.join(stage_dir, "config.json")
     resume_dir = os.path.join(stage_dir, "resume")
-    hint = "pass --retrain=True to replace it, or use another --run_dir"
-    if os.path.isfile(config_path) and not retrain:
-        config = _read_json(config_path, f"{hint.replace('it', 'the stage', 1)}")
+    marker = os.path.join(resume_dir, "identity.json")
+    if retrain:
+        return False
+    if os.path.isdir(resume_dir) and os.path.isfile(os.path.join(resume_dir, "latest.json")):
+        made_with = read_json(marker, f"delete {resume_dir} or pass --retrain=True to start afresh") \
+            if os.path.isfile(marker) else None
+        differ = differences(made_with, wanted)
+        if not differ:
+            return True
+        raise UserError(f"cannot resume {stage_dir}: its checkpoints were made with other settings or inputs: "
+                        f"{'; '.join(differ)}; rerun with those settings to resume, or pass --retrain=True "
+                        "to start afresh")
+    if os.path.isfile(config_path):
+        config = read_json(config_path, "pass --retrain=True to replace the stage, or use another --run_dir")
         if config.get("complete") is True:
             differ = differences(config.get("identity"), wanted)
             if not differ:
@@ -162,43 +156,36 @@ def check_stage(stage_dir, name, wanted, retrain):
                       "nothing to do (--retrain=True makes it again)")
                 raise SystemExit(0)
             raise UserError(f"{stage_dir} holds a {name} made with other settings or inputs: "
-                            f"{'; '.join(differ)}; {hint}")
-    marker = os.path.join(resume_dir, "identity.json")
-    if os.path.isdir(resume_dir) and not retrain:
-        made_with = _read_json(marker, f"delete {resume_dir} or pass --retrain=True to start afresh") \
-            if os.path.isfile(marker) else None
-        differ = differences(made_with, wanted)
-        if differ:
-            raise UserError(f"cannot resume {stage_dir}: its checkpoints were made with other settings or inputs: "
-                            f"{'; '.join(differ)}; rerun with those settings to resume, or pass --retrain=True "
-                            "to start afresh")
+                            f"{'; '.join(differ)}; pass --retrain=True to replace it, or use another --run_dir")
+    return False
 
 
 def begin_stage(stage_dir, name, wanted, retrain):
-    """Call after every input and setting has been checked: `check_stage`, then (with
-    `retrain`, or for a stage not finished) drop what this run replaces and record
-    `wanted` beside the checkpoints, so that a resumed run can be checked."""
-    check_stage(stage_dir, name, wanted, retrain)
-    config_path, resume_dir = os.path.join(stage_dir, "config.json"), os.path.join(stage_dir, "resume")
-    marker = os.path.join(resume_dir, "identity.json")
-    if os.path.isfile(config_path):
-        os.remove(config_path)
-    if retrain:
+    """Call after every input and setting has been checked: `check_stage`, then record
+    `wanted` beside the checkpoints (with `retrain`, old checkpoints are dropped first).
+    A finished stage is not deleted: `finish_stage` replaces its files, config.json last,
+    so a run that fails leaves it whole."""
+    resumes = check_stage(stage_dir, name, wanted, retrain)
+    resume_dir = os.path.join(stage_dir, "resume")
+    if not resumes:
         shutil.rmtree(resume_dir, ignore_errors=True)
     os.makedirs(resume_dir, exist_ok=True)
-    save_json(marker, wanted)
+    save_json(os.path.join(resume_dir, "identity.json"), wanted)
+    if retrain:  # a rerun of this command would start over: say how to resume instead
+        interrupted.retrain = True
 
 
-def finish_stage(stage_dir, config, wanted, model=None, model_file="model.keras"):
+def finish_stage(stage_dir, config, wanted, model=None, model_file="model.keras", files=()):
     """Write the stage's model (if any, as `model_file`: see MODEL_FILES) and its
-    config.json, last, marked complete, with its identity, the model file's name and
-    sha256 and a fresh run id that later stages record and check; then drop the resume
-    checkpoints and a model file of the other format."""
-    extra = {}
+    config.json, last, marked complete, with its identity, the sha256 of the model and of
+    `files` (the stage's other outputs, already written) and a fresh run id that later
+    stages record and check; then drop the resume checkpoints and a model file of the
+    other format."""
+    extra = {"files_sha256": {name: file_sha256(os.path.join(stage_dir, name)) for name in files}}
     if model is not None:
         path = os.path.join(stage_dir, model_file)
         save_model(path, model)
-        extra = {"model_file": model_file, "model_sha256": file_sha256(path)}
+        extra.update(model_file=model_file, model_sha256=file_sha256(path))
         for other in set(MODEL_FILES) - {model_file}:
             if os.path.isfile(os.path.join(stage_dir, other)):
                 os.remove(os.path.join(stage_dir, other))

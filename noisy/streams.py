@@ -113,7 +113,9 @@ class NoisyStream(keras.utils.PyDataset):
         self.targets = np.asarray(targets, np.float32)
         if len(self.targets) != len(self.index):
             raise ValueError(f"{len(self.targets)} targets for {len(self.index)} images")
-        self.batch_size = min(batch_size, len(self.index))
+        if batch_size > len(self.index):
+            raise UserError(f"--batch_size={batch_size} is larger than the {len(self.index)} training images")
+        self.batch_size = batch_size
         self.randaugment, self.flip_crop, self.seed = randaugment, flip_crop, seed
         self.first_part_per_batch = first_part_per_batch
         if first_part_per_batch and not (0 < first_part_per_batch < self.batch_size

@@ -202,3 +202,51 @@ def test_ctrl_c_exits_130_naming_the_epoch_and_the_same_command_resumes(syntheti
     error = one_line_error(run_script("train_teacher.py", *args[:2], "--epochs=401", *args[3:], check=False))
     assert f"cannot resume {run}/teacher: its checkpoints were made with other settings or inputs: " \
            "settings.epochs 400 (now 401)" in error
+
+
+def test_evaluate_and_the_student_check_what_the_pseudo_labels_and_the_split_are_now(finished_run):
+    run = finished_run
+    student = json.load(open(os.path.join(run, "student", "config.json")))
+    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.1", "--retrain=True")
+    now = json.load(open(os.path.join(run, "pseudo", "config.json")))["run_id"]
+    error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", "--severities=()", check=False))
+    assert f"student was trained on pseudo-labels run {student['pseudo']['run_id']}, but {run}/pseudo holds " \
+           f"run {now}" in error
+    # A pseudo-label file changed after labeling (here NaN targets) is refused before anything is touched.
+    before = config_bytes(run, "student")
+    targets = np.load(os.path.join(run, "pseudo", "targets.npy"))
+    np.save(os.path.join(run, "pseudo", "targets.npy"), np.full_like(targets, np.nan))
+    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--retrain=True", check=False))
+    assert f"{run}/pseudo/targets.npy is not the file pseudo_label.py wrote" in error
+    assert config_bytes(run, "student") == before
+    # The split's images changed under a finished teacher: every consumer refuses.
+    test_images = os.path.join(run, "data", "test_images.npy")
+    np.save(test_images, np.zeros_like(np.load(test_images)))
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--retrain=True", check=False))
+    assert f"{run}/teacher was trained on another split than {run}/data holds" in error
+    error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", "--severities=()", "--students=student",
+                                      check=False))
+    assert "trained on pseudo-labels run" in error or "was trained on another split" in error
+
+
+def test_damaged_json_and_locks_and_imported_names_are_handled(tmp_path):
+    from noisy.artifacts import read_config
+    from noisy.data import prepare_data
+    from noisy.settings import configure
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "config.json").write_text("[]")
+    with pytest.raises(UserError, match=r"stage/config.json holds a JSON list, not an object; rerun x.py"):
+        read_config(str(tmp_path / "stage"), "x.py")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "config.json").write_text("{bad")
+    with pytest.raises(UserError, match=r"data/config.json is not readable JSON \(JSONDecodeError"):
+        prepare_data("cifar10", str(tmp_path / "data"), 0, 0, 0)
+    lock_file = tmp_path / "stage" / ".lock"
+    lock_file.write_text('{"host": "elsewhere"}')  # damaged: no pid
+    os.utime(lock_file, (time.time() - 60, time.time() - 60))
+    lock(str(tmp_path / "stage"))  # a damaged lock left a minute ago is taken over
+    assert json.load(open(lock_file))["pid"] == os.getpid()
+    # evaluate.py imports CORRUPTIONS; only its settings block is settings.
+    namespace = {"__file__": os.path.join(REPO, "evaluate.py"), "CORRUPTIONS": ("jpeg",), "SEVERITIES": (1,)}
+    with pytest.raises(UserError, match=r"unknown setting --corruptions; valid settings: --severities"):
+        configure(namespace, ["--corruptions=('x',)"])
