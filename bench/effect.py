@@ -11,6 +11,8 @@ records how many pseudo-labels were kept and how many of them are correct.
     python bench/effect.py --config=full --data=cifar10 --out=runs/effect-full   # CINIC-10 as the unlabeled set
     python bench/effect.py --config=cpu --out=runs/effect-cpu --table_only=True   # the table so far
     python bench/effect.py --config=cpu --student_images=750000 --out=runs/effect-cpu-750k  # a smaller student budget
+    python bench/effect.py --config=cpu --seeds="(0,)" --data=/tmp/cifar10 --out=runs/effect-gpu \
+        --train_args='("--augment=device","--jit_compile=true")'   # on a GPU: noise in the train step, XLA
 
 Configurations (all choices made before seeing any test number; nothing is selected on
 the test set):
@@ -59,6 +61,7 @@ OUT = "runs/effect"       # folder for all runs and the table
 SEEDS = (0, 1)            # one full set of arms per seed
 TABLE_ONLY = False        # True = write the table from the stages finished so far; train nothing
 STUDENT_IMAGES = 0        # a student's budget of images seen; 0 = the configuration's (cpu: 1.5M)
+TRAIN_ARGS = ()           # extra --name=value arguments for both training scripts, after the configuration's (a later one wins), e.g. '("--augment=device","--jit_compile=true")'
 # ------------------------------------------------------------------------------
 CONFIGS = {
     # teacher: train_teacher.py only; train: both training scripts; student: train_student.py
@@ -88,12 +91,16 @@ ARMS = {1: "teacher, no noise", 2: "teacher, noise", 3: "student of 1, noise",
         4: "student of 2, noise", 5: "student of 2, no noise", 6: "round 2: student of 4, noise"}
 
 
-def resolve(config, student_images=0):
+def resolve(config, student_images=0, train_args=()):
     """The configuration's settings, with the students' budget replaced when
-    `student_images` is set (then every student trains for that many images seen)."""
+    `student_images` is set (then every student trains for that many images seen) and
+    `train_args` appended to both training scripts' arguments (the scripts take the last
+    value given for a name, so these override the configuration's)."""
     cfg = dict(CONFIGS[config])
     if student_images:
         cfg.update(student_images=student_images, student_epochs=None)
+    if train_args:
+        cfg.update(train=[*cfg["train"], *train_args])
     return cfg
 
 
@@ -359,7 +366,9 @@ if __name__ == "__main__":
     require(CONFIG in CONFIGS, f"--config={CONFIG!r}: expected one of {sorted(CONFIGS)}")
     require(len(SEEDS) >= 1, "--seeds needs at least one seed")
     require(STUDENT_IMAGES >= 0, f"--student_images={STUDENT_IMAGES}: expected a number of images, or 0 for the configuration's")
-    CONFIGS[CONFIG] = resolve(CONFIG, STUDENT_IMAGES)  # what every stage and the saved settings use
+    require(all(isinstance(a, str) and a.startswith("--") and "=" in a for a in TRAIN_ARGS),
+            f"--train_args={TRAIN_ARGS!r}: expected a tuple of '--name=value' strings")
+    CONFIGS[CONFIG] = resolve(CONFIG, STUDENT_IMAGES, tuple(TRAIN_ARGS))  # what every stage and the saved settings use
     os.makedirs(OUT, exist_ok=True)
     if TABLE_ONLY:
         write_table({seed: collect(seed) for seed in SEEDS}, None)

@@ -76,6 +76,13 @@ def test_student_images_replaces_the_budget_and_leaves_the_configuration_alone()
     assert effect.resolve("cpu") == effect.CONFIGS["cpu"]
 
 
+def test_train_args_go_last_to_both_training_scripts_and_leave_the_configuration_alone():
+    cfg = effect.resolve("cpu", train_args=("--augment=device", "--workers=8"))
+    assert cfg["train"][-2:] == ["--augment=device", "--workers=8"]  # after the configuration's --workers=2: it wins
+    assert cfg["train"][:-2] == effect.CONFIGS["cpu"]["train"] and "--augment=device" not in effect.CONFIGS["cpu"]["train"]
+    assert effect.student_settings(cfg)[:len(cfg["train"])] == cfg["train"]
+
+
 def test_evaluate_runs_again_unless_results_name_the_current_models_and_settings(out, monkeypatch):
     calls = []
     monkeypatch.setattr(effect, "run", lambda script, run_dir, *args: calls.append(args))
