@@ -35,7 +35,7 @@ STUDENTS = "all"          # 'all' = every finished student folder in RUN_DIR (a 
 BATCH_SIZE = 1024         # images per prediction batch
 ECE_BINS = 15             # confidence bins for the expected calibration error
 TTA = True                # also score with flip test-time augmentation: average the probabilities of each image and its horizontal mirror, as airbench does
-SEVERITIES = (1, 3, 5)    # corruption severities to test (1..5); () = skip the robustness check
+SEVERITIES = (1, 3, 5)    # corruption severities to test (1..5); "()" = skip the robustness check (quote it in a shell)
 CORRUPTION_IMAGES = 2000  # test images (class-balanced, fixed) per corruption; 0 = all
 PLOTS = True              # write the PNG plots
 # ------------------------------------------------------------------------------
@@ -174,4 +174,6 @@ if PLOTS:
     if SEVERITIES:
         plot_corruptions(robustness, {stage: results[stage]["accuracy"] for stage in stages},
                          os.path.join(RUN_DIR, "corruptions.png"))
+    elif os.path.isfile(os.path.join(RUN_DIR, "corruptions.png")):
+        os.remove(os.path.join(RUN_DIR, "corruptions.png"))  # an earlier evaluation's: not of these results
 print(f"wrote {RUN_DIR}/results.json, results.md" + "".join(f", {name}" for name in plots))

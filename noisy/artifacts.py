@@ -53,8 +53,22 @@ def save_npy(path, array):
         np.save(tmp, array)
 
 
+@contextlib.contextmanager
+def _h5_notices_hidden():
+    """Keras logs through absl that H5 is a legacy format (when saving) and that a loaded
+    H5 model's metrics are not built yet: the user chose the format, so these say nothing."""
+    import logging
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def save_model(path, model):
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _h5_notices_hidden():
         model.save(tmp)
 
 
@@ -135,7 +149,8 @@ def load_model(path, stage):
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: run {stage} first (or check --run_dir)")
     try:
-        return keras.models.load_model(path)
+        with _h5_notices_hidden():
+            return keras.models.load_model(path)
     except Exception as e:  # zip, h5 and deserialisation errors come in many types
         raise UserError(f"{path} cannot be loaded as a Keras model ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''}); rerun {stage}") from None

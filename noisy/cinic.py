@@ -108,8 +108,9 @@ def download_cinic10(cache_dir=None, url=CINIC10_URL, file_hash=CINIC10_MD5):
         text = str(e).strip().splitlines()
         raise UserError(f"CINIC-10: could not download or unpack {url} ({type(e).__name__}: "
                         f"{text[0] if text else ''}); use --unlabeled=<your folder of images> (a CINIC-10 folder "
-                        "already on disk works the same way) or --num_labeled=4000 (the standard semi-supervised "
-                        "split of CIFAR-10, whose unlabeled rest becomes the pool)") from None
+                        "already on disk works the same way), or train the teacher with train_teacher.py --num_labeled=4000 in a "
+                        "new --run_dir (the standard semi-supervised split of CIFAR-10, whose unlabeled rest becomes "
+                        "the pool)") from None
 
 
 def imagenet_files(folder):
@@ -152,7 +153,7 @@ def sample_per_class(files, classes, per_class, seed):
     for name in sorted(set(classes.tolist())):
         members = np.flatnonzero(classes == name)
         if per_class > len(members):
-            raise UserError(f"{per_class} images per class asked for, but class {name!r} has only "
+            raise UserError(f"--cinic_per_class={per_class}: class {name!r} has only "
                             f"{len(members)} ImageNet images")
         chosen += members[rng.permutation(len(members))[:per_class or None]].tolist()
     order = sorted(chosen, key=lambda i: files[i])

@@ -93,7 +93,7 @@ def results_markdown(results, pseudo, class_names, title, ece_bins=15,
                      f"{by_stage('mean_corruption_accuracy', gain=True)}.")
     lines += [""] + [f"![{name[:-4]}]({name})" for name in plots] + ([""] if plots else []) + ["## Tables", ""]
 
-    # The article's table: one block of columns per model.
+    # The article's table: one block of columns per model, noise 'None' or 'Yes' as the article wrote it.
     lines += [f"| {' | '.join(f'{stage} model | noise | test loss / accuracy' for stage in stages)} |",
               "|" + "---|---|---|" * len(stages),
               "| " + " | ".join(f"{results[s]['model']} | {'Yes' if results[s]['noise'] else 'None'} | "
@@ -121,7 +121,8 @@ def results_markdown(results, pseudo, class_names, title, ece_bins=15,
                          for family in families]
                         + [[f"mean over {over}"] + [f"{results[stage]['mean_corruption_accuracy']:.2%}"
                                                     for stage in stages]]) + [""]
-        lines += ["Per corruption and severity:", ""]
+        lines += ["Per corruption and severity (1 = mildest, 5 = harshest, as in CIFAR-10-C; the clean, "
+                  "uncorrupted accuracy is in the tables above):", ""]
         lines += _table(["corruption", "severity"] + stages,
                         [[name, s] + [f"{results[stage]['corruption_accuracy'][name][s]:.2%}" for stage in stages]
                          for name in names for s in sorted(tested[name], key=int)]
