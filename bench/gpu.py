@@ -191,21 +191,36 @@ def train_part(deadline):
         setup = train_one(batch, augment, time.time() + left / (len(runs) - k), rng, flops, peak)
 
 
-def train_one(batch, augment, deadline, rng, flops, peak):
+def step_clock(deadline, min_steps):
+    """A callback that times the steps after the first of fit or predict (from the first
+    step's end: compilation and worker start-up excluded), samples the GPU's busy fraction
+    meanwhile, and stops the loop at `deadline` once `min_steps` are done."""
     import keras
 
-    class StepClock(keras.callbacks.Callback):  # times steps after the first; stops at the deadline
+    class StepClock(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.steps, self.first, self.busy = 0, None, GpuBusy()
 
-        def on_train_batch_end(self, step, logs=None):
+        def tick(self):
             self.steps += 1
             if self.steps == 1:
                 self.first = time.time()
                 self.busy.start()
-            elif time.time() > deadline and self.steps >= 4:
-                self.model.stop_training = True
+            elif time.time() > deadline and self.steps >= min_steps:
+                self.model.stop_training = self.model.stop_predicting = True
+
+        def on_train_batch_end(self, step, logs=None):
+            self.tick()
+
+        def on_predict_batch_end(self, step, logs=None):
+            self.tick()
+
+    return StepClock()
+
+
+def train_one(batch, augment, deadline, rng, flops, peak):
+    import keras
 
     start = time.time()
     model = noisy.build_resnet(MODEL, 10, (32, 32, 3), dropout=0.5, survival_last=0.8)
@@ -223,7 +238,7 @@ def train_one(batch, augment, deadline, rng, flops, peak):
 
     trainer.fit(stream(2 * batch), epochs=1, verbose=0)  # compile
     compile_s = time.time() - start
-    clock = StepClock()
+    clock = step_clock(deadline, min_steps=4)
     trainer.fit(stream(n), epochs=1, verbose=0, callbacks=[clock])
     seconds = time.time() - clock.first
     busy = clock.busy.stop()
@@ -237,22 +252,7 @@ def train_one(batch, augment, deadline, rng, flops, peak):
 
 def label_part(deadline):
     """(c) Labeling images/s: predict at LABEL_BATCH, un-noised, stopping at the deadline."""
-    import keras
     noisy.configure_devices(PRECISION)
-
-    class BatchClock(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.steps, self.first, self.busy = 0, None, GpuBusy()
-
-        def on_predict_batch_end(self, step, logs=None):
-            self.steps += 1
-            if self.steps == 1:
-                self.first = time.time()
-                self.busy.start()
-            elif time.time() > deadline and self.steps >= 3:
-                self.model.stop_predicting = True
-
     model = noisy.build_resnet(MODEL, 10, (32, 32, 3), dropout=0.5, survival_last=0.8)
     flops = forward_flops(model)
     peak = PEAK_TFLOPS or next((v for k, v in PEAKS.items() if k in device_name()), 0.0)
@@ -260,7 +260,7 @@ def label_part(deadline):
     start = time.time()
     model.predict(noisy.ImageBatches(pool[:LABEL_BATCH * 2], np.arange(LABEL_BATCH * 2), LABEL_BATCH), verbose=0)
     compile_s = time.time() - start
-    clock = BatchClock()
+    clock = step_clock(deadline, min_steps=3)
     model.predict(noisy.ImageBatches(pool, np.arange(LABEL_IMAGES // LABEL_BATCH * LABEL_BATCH), LABEL_BATCH),
                   verbose=0, callbacks=[clock])
     seconds = time.time() - clock.first
