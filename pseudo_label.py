@@ -55,7 +55,10 @@ noisy.require(NUM_SHARDS >= 1 and -1 <= SHARD < NUM_SHARDS,
 teacher_dir, out_dir = os.path.join(RUN_DIR, "teacher"), os.path.join(RUN_DIR, "pseudo")
 shard_dir = os.path.join(out_dir, "shards")
 labels_one_shard = NUM_SHARDS > 1 and SHARD >= 0  # writes only its slice, never the stage
-noisy.lock(shard_dir, f".lock-{SHARD:04d}") if labels_one_shard else noisy.lock(out_dir)
+if labels_one_shard:
+    noisy.lock(shard_dir, f".lock-{SHARD:04d}")  # shard runs go side by side, one per slice
+else:
+    noisy.lock(out_dir)
 teacher_config = noisy.read_config(teacher_dir, "train_teacher.py")
 teacher_sha = noisy.check_model_file(teacher_dir, teacher_config, "train_teacher.py")
 data_config = teacher_config["data"]
