@@ -61,7 +61,7 @@ noisy.require(STUDENT and os.sep not in STUDENT and STUDENT not in ("data", "tea
               "pseudo and pool")
 stage_dir, pseudo_dir, teacher_dir = (os.path.join(RUN_DIR, name) for name in (STUDENT, "pseudo", "teacher"))
 noisy.lock(stage_dir)
-pseudo_config = noisy.read_config(pseudo_dir, "pseudo_label.py", needs=["indices.npy", "targets.npy"])
+pseudo_config = noisy.read_config(pseudo_dir, "pseudo_label.py", needs=["indices.npy", "targets.npy", "summary.json"])
 teacher_config = noisy.read_config(teacher_dir, "train_teacher.py")
 noisy.require(pseudo_config["teacher"]["run_id"] == teacher_config["run_id"],
               f"{pseudo_dir} was labeled by another teacher (run {pseudo_config['teacher']['run_id']}) than the one "

@@ -60,8 +60,10 @@ STUDENTS = {
 
 
 def best_val(stage_dir):
-    """(best val_accuracy, its epoch, epochs run) from a stage's history.csv."""
-    with open(os.path.join(stage_dir, "history.csv")) as f:
+    """(best val_accuracy, its epoch, epochs run) from a stage's history.csv (while it
+    trains, the live one in its resume/ folder)."""
+    live = os.path.join(stage_dir, "resume", "history.csv")
+    with open(live if os.path.isfile(live) else os.path.join(stage_dir, "history.csv")) as f:
         rows = list(csv.DictReader(f))
     best = max(rows, key=lambda r: float(r["val_accuracy"]))
     return float(best["val_accuracy"]), int(best["epoch"]), len(rows)

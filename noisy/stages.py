@@ -86,7 +86,7 @@ def lock(folder, name=".lock"):
     path = os.path.join(folder, name)
     me = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
           "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    for _ in range(3):
+    for _ in range(30):  # a damaged lock younger than 5 s may be half written: wait for it to settle
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -115,7 +115,8 @@ def lock(folder, name=".lock"):
             json.dump(me, f)
         atexit.register(_unlock, path, me["pid"])
         return
-    raise UserError(f"could not take the lock {path}; another process keeps taking it")
+    raise UserError(f"could not take the lock {path}: it is damaged or another process keeps taking it; "
+                    "if no other process works on this stage, delete it")
 
 
 def _unlock(path, pid):
@@ -151,6 +152,12 @@ def check_stage(stage_dir, name, wanted, retrain):
         config = read_json(config_path, "pass --retrain=True to replace the stage, or use another --run_dir")
         if config.get("complete") is True:
             differ = differences(config.get("identity"), wanted)
+            changed = [file for file, sha in _recorded_files(config).items()
+                       if not os.path.isfile(os.path.join(stage_dir, file))
+                       or file_sha256(os.path.join(stage_dir, file)) != sha]
+            if not differ and changed:
+                raise UserError(f"{stage_dir} holds a finished {name} whose {', '.join(changed)} changed or went "
+                                "missing since it was written; pass --retrain=True to make it again")
             if not differ:
                 print(f"{stage_dir} already holds a finished {name} made with these settings and inputs; "
                       "nothing to do (--retrain=True makes it again)")
@@ -158,6 +165,14 @@ def check_stage(stage_dir, name, wanted, retrain):
             raise UserError(f"{stage_dir} holds a {name} made with other settings or inputs: "
                             f"{'; '.join(differ)}; pass --retrain=True to replace it, or use another --run_dir")
     return False
+
+
+def _recorded_files(config):
+    """{file name: sha256} of what a finished stage wrote, as its config.json records."""
+    files = dict(config.get("files_sha256", {}))
+    if config.get("model_sha256"):
+        files[config.get("model_file", "model.keras")] = config["model_sha256"]
+    return files
 
 
 def begin_stage(stage_dir, name, wanted, retrain):
@@ -181,6 +196,9 @@ def finish_stage(stage_dir, config, wanted, model=None, model_file="model.keras"
     `files` (the stage's other outputs, already written) and a fresh run id that later
     stages record and check; then drop the resume checkpoints and a model file of the
     other format."""
+    live_history = os.path.join(stage_dir, "resume", "history.csv")
+    if os.path.isfile(live_history):  # a training stage's: the epochs of the model it keeps
+        os.replace(live_history, os.path.join(stage_dir, "history.csv"))
     extra = {"files_sha256": {name: file_sha256(os.path.join(stage_dir, name)) for name in files}}
     if model is not None:
         path = os.path.join(stage_dir, model_file)

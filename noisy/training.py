@@ -6,8 +6,9 @@ a row per epoch, so a resumed run repeats the interrupted epoch's row, and the b
 checkpoint forgets its best score on resume. `EpochCheckpoint` below keeps one folder per
 finished epoch (model with optimizer state + history up to that epoch), points to it with
 an atomically replaced `latest.json`, and keeps the best epoch's folder too. A restarted
-run loads the latest folder, continues with the next epoch, and rewrites `history.csv`
-from the checkpoint, so each epoch appears exactly once.
+run loads the latest folder, continues with the next epoch, and rewrites
+`resume/history.csv` from the checkpoint, so each epoch appears exactly once; the stage's
+`history.csv` is that file, moved into place when the stage finishes.
 """
 import csv
 import io
@@ -137,7 +138,8 @@ class AfterEpoch(keras.callbacks.Callback):
 class EpochCheckpoint(keras.callbacks.Callback):
     """After every epoch: save `resume/epoch-NNNN/model.keras` with its history, point
     `resume/latest.json` at it, keep only that folder and the best epoch's, and rewrite
-    `history.csv` in the stage folder. See the module docstring for why."""
+    `resume/history.csv` (the stage's own history.csv is replaced only when the stage
+    finishes, so a retrain leaves the finished stage whole). See the module docstring."""
 
     def __init__(self, stage_dir, monitor, history):
         super().__init__()
@@ -164,7 +166,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         for name in os.listdir(self.resume_dir):
             if name.startswith("epoch-") and name not in (f"epoch-{epoch:04d}", f"epoch-{best_epoch:04d}"):
                 shutil.rmtree(os.path.join(self.resume_dir, name), ignore_errors=True)
-        write_history(os.path.join(self.stage_dir, "history.csv"), self.history)
+        write_history(os.path.join(self.resume_dir, "history.csv"), self.history)
 
 
 def write_history(path, rows):

@@ -141,8 +141,9 @@ def test_killed_training_resumes_with_each_epoch_once(synthetic_npz, tmp_path):
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done = read_history(os.path.join(run, "teacher", "history.csv"))
-    header = open(os.path.join(run, "teacher", "history.csv")).readline()
+    done = read_history(os.path.join(run, "teacher", "resume", "history.csv"))  # while it trains
+    header = open(os.path.join(run, "teacher", "resume", "history.csv")).readline()
+    assert not os.path.exists(os.path.join(run, "teacher", "history.csv"))  # written when the stage finishes
     assert 2 <= len(done) < 25, "the kill should land mid-training"
     assert not os.path.exists(os.path.join(run, "teacher", "config.json"))
     out = run_script(*args[1:])

@@ -250,3 +250,27 @@ def test_damaged_json_and_locks_and_imported_names_are_handled(tmp_path):
     namespace = {"__file__": os.path.join(REPO, "evaluate.py"), "CORRUPTIONS": ("jpeg",), "SEVERITIES": (1,)}
     with pytest.raises(UserError, match=r"unknown setting --corruptions; valid settings: --severities"):
         configure(namespace, ["--corruptions=('x',)"])
+
+
+def test_a_changed_output_of_a_finished_stage_is_refused_by_its_rerun_and_its_consumer(finished_run):
+    run = finished_run
+    with open(os.path.join(run, "pseudo", "summary.json"), "a") as f:
+        f.write(" ")
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0", check=False))
+    assert f"{run}/pseudo holds a finished set of pseudo-labels whose summary.json changed or went missing" in error
+    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--retrain=True", check=False))
+    assert f"{run}/pseudo/summary.json is not the file pseudo_label.py wrote" in error
+
+
+def test_a_retrain_leaves_the_finished_stage_whole_until_it_finishes(tmp_path):
+    stage = str(tmp_path / "teacher")
+    finish_stage(stage, {"model": "tiny"}, identity({"epochs": 1}, {}), files=())
+    (tmp_path / "teacher" / "history.csv").write_text("epoch\n0\n")
+    before = config_bytes(str(tmp_path), "teacher")
+    begin_stage(stage, "teacher", identity({"epochs": 2}, {}), retrain=True)
+    assert config_bytes(str(tmp_path), "teacher") == before  # still the finished teacher
+    (tmp_path / "teacher" / "resume" / "history.csv").write_text("epoch\n0\n1\n")  # as fit writes it
+    assert (tmp_path / "teacher" / "history.csv").read_text() == "epoch\n0\n"
+    finish_stage(stage, {"model": "tiny"}, identity({"epochs": 2}, {}))
+    assert (tmp_path / "teacher" / "history.csv").read_text() == "epoch\n0\n1\n"
+    assert json.load(open(os.path.join(stage, "config.json")))["identity"]["settings"] == {"epochs": 2}
