@@ -79,8 +79,12 @@ for name in students:
                   f"{RUN_DIR}/{name} was trained from teacher run {trained_from}, but {RUN_DIR}/teacher holds "
                   f"teacher run {teacher_run}; retrain the student (train_student.py "
                   f"{'' if name == 'student' else f'--student={name} '}--retrain=True) or score them separately")
-if students:  # the summary describes RUN_DIR/pseudo: it must be what the students learned from
-    pseudo_run = noisy.read_config(os.path.join(RUN_DIR, "pseudo"), "pseudo_label.py")["run_id"]
+pseudo = None  # the summary of RUN_DIR/pseudo, for results.md: it must be what the students learned from
+if students:
+    pseudo_config = noisy.read_config(os.path.join(RUN_DIR, "pseudo"), "pseudo_label.py", needs=["summary.json"])
+    pseudo = dict(noisy.read_json(os.path.join(RUN_DIR, "pseudo", "summary.json"), "rerun pseudo_label.py"),
+                  threshold=pseudo_config["threshold"], soft=pseudo_config["soft"])
+    pseudo_run = pseudo_config["run_id"]
     for name in students:
         learned_from = configs[name]["pseudo"]["run_id"]
         noisy.require(learned_from == pseudo_run,
@@ -147,11 +151,6 @@ del models
 
 # 3. results.json, and results.md: a summary (with the pseudo-labels the students learned
 #    from), links to the plots, the article's table, calibration, robustness, per class.
-pseudo = None
-if students:  # step 0 checked that every student learned from these pseudo-labels
-    pseudo_config = noisy.read_config(os.path.join(RUN_DIR, "pseudo"), "pseudo_label.py", needs=["summary.json"])
-    pseudo = dict(noisy.read_json(os.path.join(RUN_DIR, "pseudo", "summary.json"), "rerun pseudo_label.py"),
-                  threshold=pseudo_config["threshold"], soft=pseudo_config["soft"])
 try:
     import matplotlib  # noqa: F401  (in requirements.txt; a JAX-only GPU image may lack it)
 except ImportError:

@@ -3,14 +3,13 @@ listing a folder's images, and decoding a folder into an `.npy` once (the unlabe
 cache), streamed through a memory map so a pool larger than RAM never sits in memory."""
 import concurrent.futures
 import hashlib
-import json
 import os
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from noisy.artifacts import save_json, save_text
+from noisy.artifacts import read_json, save_json, save_text
 from noisy.settings import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -134,8 +133,7 @@ def cache_image_folder(folder, cache_root, size, paths=None):
     cache = os.path.join(cache_root, key)
     pool_file, source_file = os.path.join(cache, "images.npy"), os.path.join(cache, "source.json")
     if os.path.isfile(source_file) and os.path.isfile(pool_file):
-        with open(source_file) as f:
-            kept = json.load(f)["kept"]
+        kept = read_json(source_file, f"delete {cache} to decode the folder again").get("kept")
         print(f"reusing {pool_file} ({kept} images from {folder})", flush=True)
         return pool_file, kept, key
     print(f"reading {len(paths)} images from {folder} into {pool_file} ...", flush=True)

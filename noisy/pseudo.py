@@ -1,11 +1,11 @@
-"""Pseudo-labeling's pieces: class balancing by index, and the shards of a labeling
-split over several GPUs or machines (saved with what made them, merged after checking)."""
-import json
+"""Pseudo-labeling's pieces: soft targets at a temperature, class balancing by index, and
+the shards of a labeling split over several GPUs or machines (saved with what made them,
+merged after checking)."""
 import os
 
 import numpy as np
 
-from noisy.artifacts import load_npy, save_json, save_npy
+from noisy.artifacts import load_npy, read_json, save_json, save_npy
 from noisy.settings import UserError
 
 
@@ -61,8 +61,7 @@ def merge_shards(shard_dir, num_shards, pool_id):
         if not (os.path.isfile(stem + ".json") and os.path.isfile(stem + ".npy")):
             missing.append(str(shard))
             continue
-        with open(stem + ".json") as f:
-            meta = json.load(f)
+        meta = read_json(stem + ".json", f"label shard {shard} again")
         stale = [k for k in pool_id if meta.get(k) != pool_id[k]]
         if stale:
             raise UserError(f"{stem}.json was made with another {', '.join(stale)}; label shard {shard} again")

@@ -117,7 +117,7 @@ def configure(namespace, argv=None):
     if {"-h", "--help"} & set(argv) and script:
         print((namespace.get("__doc__") or "").strip() + "\n\nSettings (edit them at the top of the script, or "
               "override any as --name=value; values are Python literals, a bare word is a string):\n\n"
-              + settings_help(namespace["__file__"]))
+              + settings_help(script))
         raise SystemExit(0)
     # A script's settings are the names of its settings block, not every UPPER_CASE name it
     # imported; a namespace without a file (a test's) offers all of its UPPER_CASE values.

@@ -9,7 +9,8 @@ checkpoint is used only under the identity it was made with. Settings that do no
 the result (`RUNTIME_SETTINGS`) do not count.
 
 Nothing finished is touched before every check has passed: scripts read and check their
-inputs first, then call `begin_stage`, which is the first thing that deletes anything.
+inputs first, then call `begin_stage`, which drops only old checkpoints; a finished stage
+is replaced by `finish_stage`, its files one by one and config.json last.
 A lock file per stage keeps a second process out; a lock whose process is gone (killed)
 is taken over. Build systems (Make, Bazel, DVC's lock file) do the same on a larger scale.
 """
@@ -43,7 +44,7 @@ def identity(settings, inputs, runtime=()):
 
 
 def differences(old, new, prefix=""):
-    """'name: old -> new' for every leaf that differs between two identities."""
+    """'name old (now new)' for every leaf that differs between two identities."""
     if isinstance(old, dict) and isinstance(new, dict):
         found = []
         for key in sorted(set(old) | set(new)):
@@ -124,30 +125,28 @@ def _unlock(path, pid):
         with open(path) as f:
             if json.load(f).get("pid") == pid:
                 os.remove(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # gone, or damaged by someone else: not ours to remove
         pass
 
 
 # ----------------------------------------------------------------------------- life cycle
 def check_stage(stage_dir, name, wanted, retrain):
     """Without `retrain`: resume checkpoints made with the identity `wanted` are resumed
-    (returns True); else a finished `name` with that identity exits 0, and a finished
-    stage or checkpoints made otherwise are refused, naming the differences. Touches
-    nothing."""
+    (returns True); else a finished `name` with that identity exits 0 (checkpoints of an
+    abandoned retrain left beside it do not matter), and a finished stage or checkpoints
+    made otherwise are refused, naming the differences. Touches nothing."""
     config_path = os.path.join(stage_dir, "config.json")
     resume_dir = os.path.join(stage_dir, "resume")
     marker = os.path.join(resume_dir, "identity.json")
     if retrain:
         return False
+    resume_differ = None
     if os.path.isdir(resume_dir) and os.path.isfile(os.path.join(resume_dir, "latest.json")):
         made_with = read_json(marker, f"delete {resume_dir} or pass --retrain=True to start afresh") \
             if os.path.isfile(marker) else None
-        differ = differences(made_with, wanted)
-        if not differ:
+        resume_differ = differences(made_with, wanted)
+        if not resume_differ:
             return True
-        raise UserError(f"cannot resume {stage_dir}: its checkpoints were made with other settings or inputs: "
-                        f"{'; '.join(differ)}; rerun with those settings to resume, or pass --retrain=True "
-                        "to start afresh")
     if os.path.isfile(config_path):
         config = read_json(config_path, "pass --retrain=True to replace the stage, or use another --run_dir")
         if config.get("complete") is True:
@@ -164,6 +163,10 @@ def check_stage(stage_dir, name, wanted, retrain):
                 raise SystemExit(0)
             raise UserError(f"{stage_dir} holds a {name} made with other settings or inputs: "
                             f"{'; '.join(differ)}; pass --retrain=True to replace it, or use another --run_dir")
+    if resume_differ:  # checkpoints of another run (an interrupted retrain, say), and nothing finished asked for
+        raise UserError(f"cannot resume {stage_dir}: its checkpoints were made with other settings or inputs: "
+                        f"{'; '.join(resume_differ)}; rerun with those settings to resume, or pass --retrain=True "
+                        "to start afresh")
     return False
 
 
@@ -204,12 +207,12 @@ def finish_stage(stage_dir, config, wanted, model=None, model_file="model.keras"
         path = os.path.join(stage_dir, model_file)
         save_model(path, model)
         extra.update(model_file=model_file, model_sha256=file_sha256(path))
-        for other in set(MODEL_FILES) - {model_file}:
-            if os.path.isfile(os.path.join(stage_dir, other)):
-                os.remove(os.path.join(stage_dir, other))
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}"
     save_json(os.path.join(stage_dir, "config.json"),
               dict(config, **extra, identity=wanted, run_id=run_id, complete=True))
+    for other in set(MODEL_FILES) - {model_file} if model is not None else ():  # a former stage's, now unnamed
+        if os.path.isfile(os.path.join(stage_dir, other)):
+            os.remove(os.path.join(stage_dir, other))
     shutil.rmtree(os.path.join(stage_dir, "resume"), ignore_errors=True)
     return run_id
 

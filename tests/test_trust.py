@@ -97,6 +97,19 @@ def test_resume_checkpoints_are_used_only_under_the_identity_they_were_made_with
     with pytest.raises(SystemExit) as done:
         check_stage(stage, "student", made, retrain=False)
     assert done.value.code == 0 and "already holds a finished student" in capsys.readouterr().out
+    # Checkpoints of an abandoned retrain beside it: asking for the finished student is still
+    # "nothing to do"; asking for anything else names the checkpoints' settings.
+    other = identity({"epochs": 7}, {"pseudo": "p1"})
+    begin_stage(stage, "student", other, retrain=True)
+    with open(os.path.join(stage, "resume", "latest.json"), "w") as f:
+        json.dump({"epoch": 0}, f)
+    with pytest.raises(SystemExit) as done:
+        check_stage(stage, "student", made, retrain=False)
+    assert done.value.code == 0
+    assert check_stage(stage, "student", other, retrain=False) is True  # the retrain resumes
+    with pytest.raises(UserError, match=r"holds a student made with other settings or inputs: settings.epochs 5 "
+                                        r"\(now 8\)"):
+        check_stage(stage, "student", identity({"epochs": 8}, {"pseudo": "p1"}), retrain=False)
 
 
 def test_a_changed_file_in_an_unlabeled_folder_makes_a_new_cache(tmp_path):
