@@ -19,13 +19,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.synthetic_run import synthetic_images  # noqa: E402
 from noisy.settings import configure, install_error_hook  # noqa: E402
 
+# ------------------------------------------------------------------------------ settings
 MODEL = "tiny"            # student preset
 IMAGES = 12_800           # images per epoch
 BATCH_SIZE = 128          # images per step
 WORKERS = 2               # PyDataset workers building batches
 MULTIPROCESSING = False   # workers as processes instead of threads
-NUM_OPS, MAGNITUDE = 2, 10
+NUM_OPS = 2               # RandAugment operations per image
+MAGNITUDE = 10            # RandAugment magnitude (0..30)
 REPEATS = 2               # timed epochs of each kind, alternating
+# ------------------------------------------------------------------------------
 
 def pil_images_per_second(images, num_ops, magnitude, count=2000):
     """RandAugment (PIL, per image) on one core: images/s over the first `count` images."""

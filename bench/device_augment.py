@@ -27,16 +27,19 @@ from bench.augment import pil_images_per_second  # noqa: E402
 from bench.synthetic_run import synthetic_images  # noqa: E402
 from noisy.settings import configure, install_error_hook  # noqa: E402
 
+# ------------------------------------------------------------------------------ settings
 MODEL = "resnet9_w16"     # student preset
 IMAGES = 6_400            # images per epoch
 BATCH_SIZE = 128          # images per step
 WORKERS = 2               # PyDataset workers building batches (both paths)
 MULTIPROCESSING = False   # workers as processes instead of threads
-NUM_OPS, MAGNITUDE = 2, 10
+NUM_OPS = 2               # RandAugment operations per image
+MAGNITUDE = 10            # RandAugment magnitude (0..30)
 JIT_COMPILE = "auto"      # 'auto', 'true' or 'false' for both compiled models
 REPEATS = 2               # timed epochs of each kind, alternating
 ALONE_BATCH = 512         # batch for the augmentation-alone measurement under jit
 ALONE_STEPS = 10          # timed calls of the layer alone
+# ------------------------------------------------------------------------------
 
 
 def cpu_model():

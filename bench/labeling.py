@@ -20,11 +20,13 @@ from bench.scripts import run_script  # noqa: E402
 from bench.synthetic_run import synthetic_images, teacher_run  # noqa: E402
 from noisy.settings import configure, install_error_hook  # noqa: E402
 
+# ------------------------------------------------------------------------------ settings
 MODEL = "tiny"        # teacher preset
 IMAGES = 20_000       # pool size for predict and pseudo_label.py
 LOOP_IMAGES = 200     # images for the one-at-a-time loop (its rate is per image)
 BATCH_SIZE = 1024     # prediction batch, the same for bare predict and pseudo_label.py
 WORK_DIR = ""         # '' = a temporary folder
+# ------------------------------------------------------------------------------
 
 if __name__ == "__main__":
     install_error_hook()

@@ -26,11 +26,13 @@ from bench.scripts import REPO  # noqa: E402
 from bench.synthetic_run import synthetic_images, teacher_run  # noqa: E402
 from noisy.settings import configure, install_error_hook  # noqa: E402
 
+# ------------------------------------------------------------------------------ settings
 IMAGES = 500_000      # pool size
 BATCH_SIZE = 256      # student batch
 WORKERS = 2           # student PyDataset workers
 WORK_DIR = ""         # '' = a temporary folder (1.5 GB per 500,000 images)
 PART = ""             # internal: 'baseline' or 'student' runs one measured part
+# ------------------------------------------------------------------------------
 
 
 def micro_model():

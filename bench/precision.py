@@ -24,12 +24,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.synthetic_run import synthetic_images  # noqa: E402
 from noisy.settings import configure, install_error_hook, require  # noqa: E402
 
+# ------------------------------------------------------------------------------ settings
 MODEL = "resnet9_w16"     # preset of noisy.build_resnet
 BATCH_SIZE = 128          # images per step
 WARMUP = 3                # untimed steps per measurement (the first traces the step)
 STEPS = 10                # timed steps per measurement
 ROUNDS = 3                # float32 then mixed_bfloat16, this many times
 POLICY = ""               # '' = run the comparison; 'float32' / 'mixed_bfloat16' = one measurement
+# ------------------------------------------------------------------------------
 POLICIES = ("float32", "mixed_bfloat16")
 
 

@@ -88,8 +88,10 @@ def settings_block(path):
     """[(NAME, default as written, comment)] for the lines between a script's two rulers."""
     with open(path) as f:
         lines = f.read().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("# ---") and line.endswith("settings"))
-    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("# ---"))
+    start = next((i for i, line in enumerate(lines) if line.startswith("# ---") and line.endswith("settings")), None)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("# ---")), None) if start is not None else None
+    if end is None:
+        raise UserError(f"{path}: no settings block (a '# --- settings' ruler, the settings, a closing '# ---' ruler)")
     rows = []
     for line in lines[start + 1:end]:
         assignment, _, comment = line.partition("  # ")

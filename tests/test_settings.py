@@ -121,3 +121,19 @@ def test_help_prints_the_settings_block_before_tensorflow_loads(flag):
         for name, default in settings_block(script).items():
             assert f"--{name.lower()}=" in out
         assert re.search(r"\n  --run_dir=\"runs/default\" +folder every stage reads from and writes to\n", out)
+
+
+def test_every_bench_script_has_a_settings_block_and_answers_help():
+    """A bench script without rulers once ended every run in 'unexpected StopIteration'."""
+    import glob
+    import os
+    import subprocess
+    import sys
+    from conftest import REPO
+    scripts = [p for p in sorted(glob.glob(os.path.join(REPO, "bench", "*.py")))
+               if "configure(globals())" in open(p).read()]
+    assert len(scripts) >= 8
+    for path in scripts:
+        out = subprocess.run([sys.executable, path, "--help"], capture_output=True, text=True, cwd=REPO)
+        assert out.returncode == 0, (path, out.stderr)
+        assert all(f"--{name.lower()}=" in out.stdout for name in settings_block(os.path.relpath(path, REPO)))
