@@ -19,7 +19,7 @@ the test set):
 - cpu:  4,000 labels (400 per class, drawn by seed), a 2,000-image validation split
         (keeps each model's best epoch), the other 44,000 training images as the
         unlabeled pool; the fast `resnet9_w16` (0.41M parameters) for teachers and
-        students; SGD (Nesterov, 0.1, weight decay 5e-4, cosine), batch 128, bfloat16;
+        students; SGD (Nesterov, 0.1, weight decay 5e-4, cosine), batch 128, float32;
         teachers 40 epochs (160k images seen), students a budget of 1.5M images each;
         pseudo-labels above 0.3, hard, 3,000 per class (most confident first), labeled
         images 3 times per student epoch; noise RandAugment N=2 M=5, dropout 0.2,
@@ -71,7 +71,7 @@ CONFIGS = {
         teacher=["--num_labeled=4000", "--num_val=2000", "--model=resnet9_w16", "--epochs=40",
                  "--warmup_epochs=2"],
         train=["--batch_size=128", "--optimizer=sgd", "--lr=0.1", "--weight_decay=5e-4", "--schedule=cosine",
-               "--mixed_precision=bfloat16", "--workers=2",
+               "--workers=2",
                "--num_ops=2", "--magnitude=5", "--dropout=0.2", "--survival_last=0.9"],
         student=["--warmup_epochs=1"], labeled_copies=3,
         pseudo=["--threshold=0.3", "--per_class=3000", "--soft=False"], student_images=1_500_000,
@@ -240,6 +240,11 @@ def collect(seed):
     result = {k: load(d) for k, d in dirs.items() if os.path.isfile(os.path.join(d, "results.json"))}
     accuracy = {arm: result[k][model]["accuracy"] if model in result.get(k, {}) else None
                 for arm, (k, model) in ARM_SOURCES.items()}
+    # calibration of every arm; robustness of arms 2 and 4 (the only ones scored under corruption)
+    ece = {arm: result[k][model].get("ece") if model in result.get(k, {}) else None
+           for arm, (k, model) in ARM_SOURCES.items()}
+    corrupted = {arm: result[k][model].get("mean_corruption_accuracy") if model in result.get(k, {}) else None
+                 for arm, (k, model) in ARM_SOURCES.items()}
     pseudo = {}
     for label, k in ROUNDS.items():
         path = os.path.join(dirs[k], "pseudo", "summary.json")
@@ -249,7 +254,7 @@ def collect(seed):
             if "accuracy_kept" in pseudo[label] and "accuracy_balanced" not in pseudo[label]:
                 # the split's own pool, labeled before pseudo_label.py recorded this: compute it here
                 pseudo[label]["accuracy_balanced"] = balanced_accuracy(dirs[k])
-    return {"accuracy": accuracy, "pseudo": pseudo}
+    return {"accuracy": accuracy, "ece": ece, "corrupted": corrupted, "pseudo": pseudo}
 
 
 def balanced_accuracy(run_dir):
@@ -310,6 +315,22 @@ def write_table(results, seconds):
         both = [s for s in seeds if results[s]["accuracy"][x] is not None and results[s]["accuracy"][y] is not None]
         lines.append(f"| {name} | {mean_std([results[s]['accuracy'][x] - results[s]['accuracy'][y] for s in both])} "
                      f"| {', '.join(map(str, both)) or '-'} |")
+    lines += ["", "| arm | expected calibration error (mean ± std) | mean accuracy under corruption % (mean ± std) "
+              "| seeds |", "|---|---|---|---|"]
+    for arm in ARMS:
+        have = [s for s in seeds if results[s].get("ece", {}).get(arm) is not None]
+        if have:
+            ece = np.array([results[s]["ece"][arm] for s in have])
+            corrupted = [results[s]["corrupted"][arm] for s in have if results[s]["corrupted"][arm] is not None]
+            lines.append(f"| {arm} | {ece.mean():.3f}" + (f" ± {ece.std(ddof=1):.3f}" if len(ece) > 1 else "")
+                         + f" | {mean_std(corrupted) if corrupted else 'not scored'} | {', '.join(map(str, have))} |")
+    robust = [s for s in seeds if all(results[s].get("corrupted", {}).get(a) is not None for a in (2, 4))]
+    if robust:
+        clean = np.mean([results[s]["accuracy"][4] - results[s]["accuracy"][2] for s in robust])
+        under = np.mean([results[s]["corrupted"][4] - results[s]["corrupted"][2] for s in robust])
+        lines += ["", f"Arm 4 - arm 2 under corruption: {100 * under:+.2f} points against {100 * clean:+.2f} "
+                  f"clean (mean over seeds {', '.join(map(str, robust))}; ratio {under / clean:.2f})."
+                  if clean else ""]
     lines += ["", "| round | pseudo-labels kept (mean) | correct among kept % (mean ± std) | after balancing (mean) "
               "| correct after balancing % (mean ± std) | seeds |", "|---|---|---|---|---|---|"]
     for label in ROUNDS:

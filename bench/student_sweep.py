@@ -31,6 +31,7 @@ SEEDS = (0,)              # one noised teacher per seed
 PARALLEL = 4              # stage processes at a time (a GPU box: several share the chip)
 VARIANTS = ()             # () = all of STUDENTS below, or a tuple of their names
 EXTRA = ()                # arguments appended to every stage, e.g. ("--workers=2",)
+TEACHER_ARGS = ()         # arguments appended to the teacher's, e.g. ("--label_smoothing=0.1","--ema=0.99")
 BUDGET_SCALE = 1.0        # multiplies every variant's images seen (e.g. 0.002 for a smoke check)
 # ------------------------------------------------------------------------------
 # name -> (pseudo-labeling variant, student arguments, images seen). Arguments override the
@@ -56,6 +57,10 @@ STUDENTS = {
     "copies1": ("soft", ["--labeled_copies=1"], K),
     "input_noise_only": ("soft", ["--dropout=0.0", "--survival_last=1.0"], K),
     "strong_x3": ("soft", ["--magnitude=10", "--dropout=0.5", "--survival_last=0.8"], 3 * K),
+    # issue #18 (float32 configuration): the official recipe's label smoothing and weight average
+    "hard_x1.5": ("hard", [], 3 * K // 2),
+    "recipe_hard_x1.5": ("hard", ["--label_smoothing=0.1", "--ema=0.999"], 3 * K // 2),
+    "recipe_soft_x1.5": ("soft", ["--label_smoothing=0.1", "--ema=0.999"], 3 * K // 2),
 }
 
 
@@ -109,7 +114,7 @@ def one_teacher(seed, cfg, rows, started, pool):
     root = os.path.join(OUT, f"seed{seed}")
     teacher = os.path.join(root, "teacher")
     data = [f"--data={os.path.abspath(DATA) if DATA != 'cifar10' else DATA}", f"--seed={seed}"]
-    if not stage("train_teacher.py", teacher, [*data, *cfg["teacher"], *cfg["train"], "--noise=True"],
+    if not stage("train_teacher.py", teacher, [*data, *cfg["teacher"], *cfg["train"], "--noise=True", *TEACHER_ARGS],
                  {"seed": seed, "name": "teacher"}, rows, started):
         return []
     names = VARIANTS or tuple(STUDENTS)

@@ -32,6 +32,7 @@ def test_collect_reads_the_arms_and_rounds_that_have_finished(out):
     write_json(os.path.join(c, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.67}})
     result = effect.collect(0)
     assert result["accuracy"] == {1: None, 2: 0.64, 3: None, 4: 0.69, 5: 0.67, 6: None}
+    assert result["ece"] == {arm: None for arm in effect.ARMS}  # results without ece: not invented
     assert list(result["pseudo"]) == ["round 1, teacher 2"]
     assert result["pseudo"]["round 1, teacher 2"]["accuracy_balanced"] == 0.75
 
@@ -109,3 +110,18 @@ def test_evaluate_runs_again_unless_results_name_the_current_models_and_settings
     effect.evaluate(run_dir, "--severities=()")  # the teacher alone was scored
     assert calls == [("--severities=()",), ("--severities=(1, 3)",), ("--severities=()",), ("--severities=()",),
                      ("--severities=()",)]
+
+
+def test_calibration_and_robustness_of_arms_2_and_4_against_the_clean_gain(out):
+    a, b, c, d = effect.arm_dirs(0)
+    write_json(os.path.join(b, "results.json"), {
+        "teacher": {"accuracy": 0.64, "ece": 0.02, "mean_corruption_accuracy": 0.55},
+        "student": {"accuracy": 0.70, "ece": 0.04, "mean_corruption_accuracy": 0.58}})
+    write_json(os.path.join(c, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.66, "ece": 0.2}})
+    result = effect.collect(0)
+    assert result["ece"][4] == 0.04 and result["corrupted"][2] == 0.55 and result["corrupted"][5] is None
+    effect.write_table({0: result}, None)
+    text = (out / "effect.md").read_text()
+    assert "| 4 | 0.040 | 58.00 (one seed) | 0 |" in text
+    assert "| 5 | 0.200 | not scored | 0 |" in text
+    assert "Arm 4 - arm 2 under corruption: +3.00 points against +6.00 clean (mean over seeds 0; ratio 0.50)." in text
