@@ -22,9 +22,10 @@ the test set):
         students; SGD (Nesterov, 0.1, weight decay 5e-4, cosine), batch 128, float32;
         teachers 40 epochs (160k images seen), students a budget of 1.5M images each;
         pseudo-labels above 0.3, hard, 3,000 per class (most confident first), labeled
-        images 3 times per student epoch; noise RandAugment N=2 M=5, dropout 0.2,
-        stochastic depth to survival 0.9. All chosen on the validation split of seed 0
-        (docs/RESULTS.md; the student's budget and label type with bench/student_sweep.py).
+        images 3 times per student epoch, label smoothing 0.1 for students; noise
+        RandAugment N=2 M=5, dropout 0.2, stochastic depth to survival 0.9. All chosen
+        on the validation split of seed 0 (docs/RESULTS.md; the student's budget, label
+        type and label smoothing with bench/student_sweep.py and bench/val_metrics.py).
         docs/RESULTS.md gives its table, its cost on 2 CPU cores and how the
         students' budget was chosen.
 - full: the article's: all 50,000 labels less a 5,000-image validation split for
@@ -73,7 +74,7 @@ CONFIGS = {
         train=["--batch_size=128", "--optimizer=sgd", "--lr=0.1", "--weight_decay=5e-4", "--schedule=cosine",
                "--workers=2",
                "--num_ops=2", "--magnitude=5", "--dropout=0.2", "--survival_last=0.9"],
-        student=["--warmup_epochs=1"], labeled_copies=3,
+        student=["--warmup_epochs=1", "--label_smoothing=0.1"], labeled_copies=3,
         pseudo=["--threshold=0.3", "--per_class=3000", "--soft=False"], student_images=1_500_000,
         student_epochs=None),
     "full": dict(

@@ -59,6 +59,8 @@ STUDENTS = {
     "strong_x3": ("soft", ["--magnitude=10", "--dropout=0.5", "--survival_last=0.8"], 3 * K),
     # issue #18 (float32 configuration): the official recipe's label smoothing and weight average
     "hard_x1.5": ("hard", [], 3 * K // 2),
+    "soft_x1.5": ("soft", [], 3 * K // 2),
+    "smoothing_hard_x1.5": ("hard", ["--label_smoothing=0.1"], 3 * K // 2),
     "recipe_hard_x1.5": ("hard", ["--label_smoothing=0.1", "--ema=0.999"], 3 * K // 2),
     "recipe_soft_x1.5": ("soft", ["--label_smoothing=0.1", "--ema=0.999"], 3 * K // 2),
 }
