@@ -115,8 +115,9 @@ def test_evaluate_runs_again_unless_results_name_the_current_models_and_settings
 def test_calibration_and_robustness_of_arms_2_and_4_against_the_clean_gain(out):
     a, b, c, d = effect.arm_dirs(0)
     write_json(os.path.join(b, "results.json"), {
-        "teacher": {"accuracy": 0.64, "ece": 0.02, "mean_corruption_accuracy": 0.55},
-        "student": {"accuracy": 0.70, "ece": 0.04, "mean_corruption_accuracy": 0.58}})
+        "teacher": {"accuracy": 0.64, "ece": 0.02, "corruption_accuracy": {
+            "fog": {"1": 0.6, "3": 0.5}, "contrast": {"1": 0.1, "3": 0.1}}},  # contrast: a RandAugment op, left out
+        "student": {"accuracy": 0.70, "ece": 0.04, "corruption_accuracy": {"fog": {"1": 0.6, "3": 0.56}}}})
     write_json(os.path.join(c, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.66, "ece": 0.2}})
     result = effect.collect(0)
     assert result["ece"][4] == 0.04 and result["corrupted"][2] == 0.55 and result["corrupted"][5] is None
