@@ -260,7 +260,9 @@ def collect(seed):
 
 # CIFAR-10-C corruptions that a RandAugment op of the noise resembles (its Contrast and
 # Brightness ops): left out of the robustness comparison, which must not score the
-# corruptions the models were trained on.
+# corruptions the models were trained on. The blurs stay: RandAugment's Sharpness below 1
+# blends in PIL's 3x3 smoothing by at most 0.15 at the configuration's magnitude 5, far
+# from CIFAR-10-C's defocus, glass, motion and zoom blurs.
 TRAINED_ON = ("contrast", "brightness")
 
 
@@ -336,16 +338,17 @@ def write_table(results, seconds):
         have = [s for s in seeds if results[s].get("ece", {}).get(arm) is not None]
         if have:
             ece = np.array([results[s]["ece"][arm] for s in have])
-            corrupted = [results[s]["corrupted"][arm] for s in have if results[s]["corrupted"][arm] is not None]
-            lines.append(f"| {arm} | {ece.mean():.3f}" + (f" ± {ece.std(ddof=1):.3f}" if len(ece) > 1 else "")
-                         + f" | {mean_std(corrupted) if corrupted else 'not scored'} | {', '.join(map(str, have))} |")
+            scored = [s for s in have if results[s]["corrupted"][arm] is not None]
+            lines.append(f"| {arm} | {ece.mean():.3f}" + (f" ± {ece.std(ddof=1):.3f}" if len(ece) > 1 else " (one seed)")
+                         + f" | {mean_std([results[s]['corrupted'][arm] for s in scored]) if scored else 'not scored'}"
+                         f" | {', '.join(map(str, have))} |")
     robust = [s for s in seeds if all(results[s].get("corrupted", {}).get(a) is not None for a in (2, 4))]
     if robust:
-        clean = np.mean([results[s]["accuracy"][4] - results[s]["accuracy"][2] for s in robust])
-        under = np.mean([results[s]["corrupted"][4] - results[s]["corrupted"][2] for s in robust])
-        lines += ["", f"Arm 4 - arm 2 under corruption: {100 * under:+.2f} points against {100 * clean:+.2f} "
-                  f"clean (mean over seeds {', '.join(map(str, robust))}; ratio {under / clean:.2f})."
-                  if clean else ""]
+        clean = 100 * np.mean([results[s]["accuracy"][4] - results[s]["accuracy"][2] for s in robust])
+        under = 100 * np.mean([results[s]["corrupted"][4] - results[s]["corrupted"][2] for s in robust])
+        ratio = f"; {under / clean:.2f} of the clean gain" if clean >= 0.5 else ""  # a ratio of tiny gains means nothing
+        lines += ["", f"Arm 4 - arm 2 under corruption: {under:+.2f} points, clean {clean:+.2f} (mean over seeds "
+                  f"{', '.join(map(str, robust))}{ratio})."]
     lines += ["", "| round | pseudo-labels kept (mean) | correct among kept % (mean ± std) | after balancing (mean) "
               "| correct after balancing % (mean ± std) | seeds |", "|---|---|---|---|---|---|"]
     for label in ROUNDS:

@@ -21,7 +21,7 @@ from noisy.settings import configure, install_error_hook, require  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
 STAGES = ()               # stage folders: RUN_DIR/teacher or RUN_DIR/student
-CORRUPTIONS = ("gaussian_noise", "defocus_blur", "fog", "contrast", "jpeg_compression")
+CORRUPTIONS = ("gaussian_noise", "defocus_blur", "fog", "pixelate", "jpeg_compression")  # none a RandAugment op resembles
 SEVERITY = 3              # one CIFAR-10-C severity, 1..5
 ECE_BINS = 15             # confidence bins of the expected calibration error
 OUT = ""                  # '' = print only; or a markdown file for the table
@@ -36,7 +36,8 @@ def stage_metrics(stage_dir):
     config = noisy.read_json(os.path.join(stage_dir, "config.json"), f"{stage_dir} (not a finished stage?)")
     data = noisy.load_split(os.path.join(run_dir, "data"))
     val = np.asarray(data["val"])
-    images, labels = data["train_images"][:][val], np.asarray(data["train_labels"])[val]
+    require(len(val) > 0, f"{run_dir}/data has no validation split (--num_val=0): nothing to score")
+    images, labels = data["train_images"][val], np.asarray(data["train_labels"])[val]
     model = noisy.load_model(noisy.model_path(stage_dir, config), stage)
 
     def predict(x):

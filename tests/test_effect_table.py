@@ -123,6 +123,9 @@ def test_calibration_and_robustness_of_arms_2_and_4_against_the_clean_gain(out):
     assert result["ece"][4] == 0.04 and result["corrupted"][2] == 0.55 and result["corrupted"][5] is None
     effect.write_table({0: result}, None)
     text = (out / "effect.md").read_text()
-    assert "| 4 | 0.040 | 58.00 (one seed) | 0 |" in text
-    assert "| 5 | 0.200 | not scored | 0 |" in text
-    assert "Arm 4 - arm 2 under corruption: +3.00 points against +6.00 clean (mean over seeds 0; ratio 0.50)." in text
+    assert "| 4 | 0.040 (one seed) | 58.00 (one seed) | 0 |" in text
+    assert "| 5 | 0.200 (one seed) | not scored | 0 |" in text
+    assert "Arm 4 - arm 2 under corruption: +3.00 points, clean +6.00 (mean over seeds 0; 0.50 of the clean gain)." in text
+    result["accuracy"][4] = 0.643  # a clean gain of 0.3 points: both gains, no ratio
+    effect.write_table({0: result}, None)
+    assert "Arm 4 - arm 2 under corruption: +3.00 points, clean +0.30 (mean over seeds 0)." in (out / "effect.md").read_text()

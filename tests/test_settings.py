@@ -137,3 +137,11 @@ def test_every_bench_script_has_a_settings_block_and_answers_help():
         out = subprocess.run([sys.executable, path, "--help"], capture_output=True, text=True, cwd=REPO)
         assert out.returncode == 0, (path, out.stderr)
         assert all(f"--{name.lower()}=" in out.stdout for name in settings_block(os.path.relpath(path, REPO)))
+
+
+def test_a_script_without_a_settings_block_is_one_line_naming_it(tmp_path):
+    from noisy.settings import settings_block as block
+    script = tmp_path / "no_block.py"
+    script.write_text('"""A script."""\nSTEPS = 3\n')
+    with pytest.raises(UserError, match=r"no_block.py: no settings block"):
+        block(str(script))
