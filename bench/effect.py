@@ -105,6 +105,12 @@ def resolve(config, student_images=0, train_args=()):
     return cfg
 
 
+def require_arguments(option, args):
+    """One line and exit 2 unless `args` (the value of `option`) is a tuple of '--name=value' strings."""
+    require(all(isinstance(a, str) and a.startswith("--") and "=" in a for a in args),
+            f"{option}={args!r}: expected a tuple of '--name=value' strings")
+
+
 def evaluate(run_dir, *args):
     """evaluate.py on run_dir, unless its results.json already scores the models that the
     teacher's and student's config.json name now (their run ids) with these arguments: a
@@ -405,8 +411,7 @@ if __name__ == "__main__":
     require(CONFIG in CONFIGS, f"--config={CONFIG!r}: expected one of {sorted(CONFIGS)}")
     require(len(SEEDS) >= 1, "--seeds needs at least one seed")
     require(STUDENT_IMAGES >= 0, f"--student_images={STUDENT_IMAGES}: expected a number of images, or 0 for the configuration's")
-    require(all(isinstance(a, str) and a.startswith("--") and "=" in a for a in TRAIN_ARGS),
-            f"--train_args={TRAIN_ARGS!r}: expected a tuple of '--name=value' strings")
+    require_arguments("--train_args", TRAIN_ARGS)
     CONFIGS[CONFIG] = resolve(CONFIG, STUDENT_IMAGES, tuple(TRAIN_ARGS))  # what every stage and the saved settings use
     os.makedirs(OUT, exist_ok=True)
     if TABLE_ONLY:

@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.effect import CONFIGS, done, epochs_for, link, run, student_settings  # noqa: E402
+from bench.effect import CONFIGS, done, epochs_for, link, require_arguments, run, student_settings  # noqa: E402
 from noisy.settings import configure, install_error_hook, require  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
@@ -153,8 +153,8 @@ if __name__ == "__main__":
     install_error_hook()
     configure(globals())
     require(CONFIG in CONFIGS, f"--config={CONFIG!r}: expected one of {sorted(CONFIGS)}")
-    require(all(isinstance(a, str) and a.startswith("--") and "=" in a for a in (*TEACHER_ARGS, *EXTRA)),
-            f"--teacher_args and --extra: expected tuples of '--name=value' strings (got {TEACHER_ARGS!r}, {EXTRA!r})")
+    require_arguments("--teacher_args", TEACHER_ARGS)
+    require_arguments("--extra", EXTRA)
     unknown = [n for n in VARIANTS if n not in STUDENTS]
     require(not unknown, f"--variants: unknown {unknown}; expected names from {sorted(STUDENTS)}")
     os.makedirs(OUT, exist_ok=True)
