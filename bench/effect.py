@@ -245,13 +245,11 @@ def collect(seed):
     pseudo-label stats (rounds not labeled yet left out) of one seed."""
     dirs = dict(zip("abcd", arm_dirs(seed)))
     result = {k: load(d) for k, d in dirs.items() if os.path.isfile(os.path.join(d, "results.json"))}
-    accuracy = {arm: result[k][model]["accuracy"] if model in result.get(k, {}) else None
-                for arm, (k, model) in ARM_SOURCES.items()}
+    scores = {arm: result.get(k, {}).get(model) for arm, (k, model) in ARM_SOURCES.items()}  # None: not evaluated
+    accuracy = {arm: None if s is None else s["accuracy"] for arm, s in scores.items()}
     # calibration of every arm; robustness of arms 2 and 4 (the only ones scored under corruption)
-    ece = {arm: result[k][model].get("ece") if model in result.get(k, {}) else None
-           for arm, (k, model) in ARM_SOURCES.items()}
-    corrupted = {arm: unseen_corruption_mean(result[k][model]) if model in result.get(k, {}) else None
-                 for arm, (k, model) in ARM_SOURCES.items()}
+    ece = {arm: None if s is None else s.get("ece") for arm, s in scores.items()}
+    corrupted = {arm: None if s is None else unseen_corruption_mean(s) for arm, s in scores.items()}
     pseudo = {}
     for label, k in ROUNDS.items():
         path = os.path.join(dirs[k], "pseudo", "summary.json")

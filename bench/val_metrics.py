@@ -9,7 +9,6 @@ A stage is RUN_DIR/teacher or RUN_DIR/student (its data/ is RUN_DIR/data). Print
 line per model and writes OUT (markdown) when given. The corruptions here are a check of
 the choice, not the evaluation's set: evaluate.py scores the test set under all 15.
 """
-import functools
 import json
 import os
 import sys
@@ -43,7 +42,8 @@ def stage_metrics(stage_dir):
     def predict(x):
         return model.predict(noisy.ImageBatches(x, np.arange(len(x)), 256), verbose=0)
     plain = predict(images)
-    row = {"stage": stage_dir, **{k: metrics(plain, labels, ECE_BINS)[k] for k in ("accuracy", "ece")}}
+    scores = metrics(plain, labels, ECE_BINS)
+    row = {"stage": stage_dir, "accuracy": scores["accuracy"], "ece": scores["ece"]}
     row["tta_accuracy"] = metrics(tta_probabilities(predict, images, plain=plain), labels)["accuracy"]
     row["corrupted_accuracy"] = float(np.mean([
         (predict(corrupt(images, name, SEVERITY, seed=SEVERITY)).argmax(1) == labels).mean() for name in CORRUPTIONS]))

@@ -89,7 +89,7 @@ def settings_block(path):
     with open(path) as f:
         lines = f.read().splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("# ---") and line.endswith("settings")), None)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("# ---")), None) if start is not None else None
+    end = None if start is None else next((i for i in range(start + 1, len(lines)) if lines[i].startswith("# ---")), None)
     if end is None:
         raise UserError(f"{path}: no settings block (a '# --- settings' ruler, the settings, a closing '# ---' ruler)")
     rows = []
