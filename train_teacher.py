@@ -36,7 +36,7 @@ OPTIMIZER = "adam"        # 'adam' (article) or 'sgd' (Nesterov momentum 0.9)
 LR = 0.001                # (peak) learning rate (article: Adam's default 0.001)
 WEIGHT_DECAY = 0.0        # L2 on conv and dense kernels (article: 0; with sgd try 5e-4)
 LABEL_SMOOTHING = 0.0     # targets (1 - s) * target + s / classes, soft pseudo-labels too (official: 0.1; article: 0)
-EMA = 0.0                 # decay per step of a moving average of the weights, used to validate and saved (official: 0.9999); 0 = off
+EMA = 0.0                 # decay per step of a moving average of all weights and batch-norm statistics (official: 0.9999, warm-up min(decay, (1+step)/(10+step))), used to validate and saved; 0 = off
 SCHEDULE = "plateau"      # 'plateau' (article: flat, then ReduceLROnPlateau + EarlyStopping), 'cosine' (warmup), 'constant'
 WARMUP_EPOCHS = 5         # cosine: linear warmup epochs
 FLAT_EPOCHS = 250         # plateau: epochs at a flat rate before ReduceLROnPlateau / EarlyStopping start
@@ -95,11 +95,11 @@ with scope:
                                survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
     trainer = noisy.with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
     noisy.compile_model(trainer, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
-                                                     WARMUP_EPOCHS * len(stream), EMA), JIT_COMPILE, LABEL_SMOOTHING)
+                                                     WARMUP_EPOCHS * len(stream)), JIT_COMPILE, LABEL_SMOOTHING)
     print(f"teacher {MODEL}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
           f"{EPOCHS} epochs of {len(stream)} steps")
     validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], num_classes)) if len(val) else None
-    trainer, _ = noisy.fit(trainer, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE)
+    trainer, _ = noisy.fit(trainer, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA)
     model = noisy.without_device_noise(trainer)  # the plain model is what is saved
 noisy.finish_stage(stage_dir, dict(settings, stage="teacher", data=data_config, parameters=model.count_params(),
                                    sources=noisy.source_hashes()), wanted, model, MODEL_FILE)

@@ -60,12 +60,18 @@ STUDENTS = {
     "input_noise_only": ("soft", [*PLAIN, "--dropout=0.0", "--survival_last=1.0"], K),
     "strong_x3": ("soft", [*PLAIN, "--magnitude=10", "--dropout=0.5", "--survival_last=0.8"], 3 * K),
     # issue #18 (float32): the official recipe's label smoothing and weight average
-    # (docs/results-sweep/recipe-cpu.md; the recipe's teacher with --teacher_args)
+    # (docs/results-sweep/recipe-cpu.md; the recipe's teacher with --teacher_args). They ran
+    # with Keras' use_ema (trainable weights only); --ema is now the official average.
     "hard_x1.5": ("hard", PLAIN, 3 * K // 2),
     "soft_x1.5": ("soft", PLAIN, 3 * K // 2),
     "smoothing_hard_x1.5": ("hard", ["--label_smoothing=0.1"], 3 * K // 2),
     "recipe_hard_x1.5": ("hard", ["--label_smoothing=0.1", "--ema=0.999"], 3 * K // 2),
     "recipe_soft_x1.5": ("soft", ["--label_smoothing=0.1", "--ema=0.999"], 3 * K // 2),
+    # issue #24: the official weight average (every variable, batch-norm statistics too, decay
+    # warm-up) and a larger student, beside smoothing_hard_x1.5 (the cpu configuration's student)
+    "official_ema999_x1.5": ("hard", ["--label_smoothing=0.1", "--ema=0.999"], 3 * K // 2),
+    "official_ema99_x1.5": ("hard", ["--label_smoothing=0.1", "--ema=0.99"], 3 * K // 2),
+    "smoothing_hard_w24_x1.5": ("hard", ["--label_smoothing=0.1", "--model=resnet9_w24"], 3 * K // 2),
 }
 
 

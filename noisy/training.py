@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from noisy.artifacts import save_json, save_model, save_text
+from noisy.averaging import WeightAverage, apply_average, load_average, save_average
 from noisy.devices import PRECISIONS
 from noisy.randaugment import CUTOUT_OPS, MAX_MAGNITUDE, OPS
 from noisy.resnet import MODELS
@@ -31,6 +32,7 @@ from noisy.stages import MODEL_FILES
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant", "plateau")
 AUGMENTS = ("auto", "device", "cpu")
+AVERAGE_FILE = "average.npz"  # an epoch checkpoint's weight average, beside its raw model
 
 
 def check_training_settings(s, empty_model_ok=False):
@@ -64,20 +66,18 @@ def check_training_settings(s, empty_model_ok=False):
             raise UserError(message)
 
 
-def make_optimizer(name, lr, schedule, total_steps, warmup_steps, ema=0.0):
+def make_optimizer(name, lr, schedule, total_steps, warmup_steps):
     """SGD (Nesterov momentum 0.9) or Adam, with a cosine (linear warmup), constant or
-    plateau schedule. 'plateau' is a constant rate that `callbacks` later lowers.
-    `ema` > 0 keeps an exponential moving average of the weights with that decay per step
-    (Keras' `use_ema`; `fit` validates, keeps and saves the averaged weights)."""
-    averaging = dict(use_ema=ema > 0, ema_momentum=ema) if ema > 0 else {}
+    plateau schedule. 'plateau' is a constant rate that `callbacks` later lowers. (The
+    weight average is `fit`'s `average`, not Keras' `use_ema`: see noisy/averaging.py.)"""
     if schedule == "cosine":
         warmup_steps = min(warmup_steps, total_steps // 2)
         lr = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0 if warmup_steps else lr, warmup_target=lr if warmup_steps else None,
             warmup_steps=warmup_steps, decay_steps=max(total_steps - warmup_steps, 1))
     if name == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, **averaging)
-    return keras.optimizers.Adam(lr, **averaging)
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    return keras.optimizers.Adam(lr)
 
 
 def compile_model(model, optimizer, jit_compile="auto", label_smoothing=0.0):
@@ -101,18 +101,6 @@ class StopOnNaN(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             raise UserError(f"training loss became {loss} at batch {batch}; lower --lr "
                             "or check the data (the last finished epoch is kept for resume)")
-
-
-class ResumableSwapEMAWeights(keras.callbacks.SwapEMAWeights):
-    """Keras' SwapEMAWeights with `swap_on_epoch`: validation, the checkpoints and so the
-    best-epoch choice and the saved model use the averaged weights. A checkpoint is saved
-    swapped (the model holds the average, the optimizer's average slots the raw weights),
-    so a run resumed from one must start swapped: Keras' callback assumes it starts from
-    raw weights and would train on, and average into, the wrong ones."""
-
-    def __init__(self, resumed):
-        super().__init__(swap_on_epoch=True)
-        self._ema_weights_in_model = resumed  # Keras' own flag: on_epoch_begin swaps back
 
 
 class AfterEpoch(keras.callbacks.Callback):
@@ -141,8 +129,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
     `resume/history.csv` (the stage's own history.csv is replaced only when the stage
     finishes, so a retrain leaves the finished stage whole). See the module docstring."""
 
-    def __init__(self, stage_dir, monitor, history):
+    def __init__(self, stage_dir, monitor, history, average=None):
         super().__init__()
+        self.average = average  # a WeightAverage, saved beside each epoch's raw model
         self.stage_dir = stage_dir
         self.resume_dir = os.path.join(stage_dir, "resume")
         self.monitor = monitor  # 'val_accuracy' to keep the best epoch, or None for the last
@@ -157,6 +146,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         folder = os.path.join(self.resume_dir, f"epoch-{epoch:04d}")
         os.makedirs(folder, exist_ok=True)
         save_model(os.path.join(folder, "model.keras"), self.model)
+        if self.average:
+            save_average(os.path.join(folder, AVERAGE_FILE), self.average.values())
         save_json(os.path.join(folder, "history.json"), self.history)
         if self.monitor and (self.best is None or row[self.monitor] > self.best[self.monitor]):
             self.best = row
@@ -181,7 +172,8 @@ def write_history(path, rows):
 
 
 def load_resume_point(stage_dir):
-    """(model, next_epoch, history) from the last finished epoch, or None."""
+    """(model, next_epoch, history, weight average or None) from the last finished epoch,
+    or None."""
     latest = os.path.join(stage_dir, "resume", "latest.json")
     if not os.path.isfile(latest):
         return None
@@ -196,30 +188,37 @@ def load_resume_point(stage_dir):
         model = keras.models.load_model(os.path.join(folder, "model.keras"))
         with open(os.path.join(folder, "history.json")) as f:
             history = json.load(f)
+        average = os.path.join(folder, AVERAGE_FILE)
+        average = load_average(average) if os.path.isfile(average) else None
     except Exception as e:  # a checkpoint we cannot read is reported, not trained over
         raise UserError(f"cannot resume from {folder} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                         f"{start_over}") from None
-    return model, state["epoch"] + 1, history
+    return model, state["epoch"] + 1, history, average
 
 
 def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_epochs=0,
-        patience=10, verbose=None):
+        patience=10, average=0.0, verbose=None, callbacks=()):
     """Train `model` (compiled) on `stream` for `epochs`, resuming from `stage_dir/resume`
     when a previous run was killed. Returns the model to keep: the best epoch on the
-    validation split when one is given, else the last epoch. `verbose`: Keras' progress
-    bar (1) on a terminal, one line per epoch (2) in a log, unless given."""
+    validation split when one is given, else the last epoch; with `average` (a decay) > 0
+    that epoch's weight average (noisy/averaging.py), which is also what is validated.
+    `verbose`: Keras' progress bar (1) on a terminal, one line per epoch (2) in a log,
+    unless given. `callbacks`: more Keras callbacks, run after this function's own."""
     verbose = progress_verbosity() if verbose is None else verbose
     resumed = load_resume_point(stage_dir)
-    history, initial_epoch = [], 0
+    history, initial_epoch, restored = [], 0, None
     if resumed:
-        model, initial_epoch, history = resumed
+        model, initial_epoch, history, restored = resumed
+        if average and restored is None:
+            raise UserError(f"cannot resume {stage_dir}: its last checkpoint has no weight average; "
+                            "pass --retrain=True to start this stage over")
         interrupted.resume_epoch = initial_epoch - 1
         print(f"resuming {stage_dir} after epoch {initial_epoch - 1} "
               f"(from {os.path.join(stage_dir, 'resume')})", flush=True)
     monitor = "val_accuracy" if validation is not None else None
-    checkpoint = EpochCheckpoint(stage_dir, monitor, history)
-    averaging = [ResumableSwapEMAWeights(resumed is not None)] if model.optimizer.use_ema else []
-    callbacks = [StopOnNaN(), *averaging, checkpoint]  # the average swapped in before the checkpoint
+    averaging = WeightAverage(average, restored) if average else None
+    checkpoint = EpochCheckpoint(stage_dir, monitor, history, averaging)
+    callbacks = [StopOnNaN(), *([averaging] if averaging else []), checkpoint, *callbacks]
     if schedule == "plateau":
         watch = "val_loss" if validation is not None else "loss"
         callbacks += [
@@ -229,15 +228,20 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
                                                                   verbose=1))]
     if initial_epoch < epochs:
         stream.set_epoch(initial_epoch)
+        # shuffle=False: the stream shuffles itself by (seed, epoch); Keras' own shuffle of
+        # the batch order restarts from the global seed, so a resumed run would differ.
         model.fit(stream, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, verbose=verbose)
+                  callbacks=callbacks, verbose=verbose, shuffle=False)
     if not checkpoint.history:
         raise UserError(f"{stage_dir}: no epoch was trained (--epochs={epochs})")
-    if checkpoint.best is not None and checkpoint.best["epoch"] != checkpoint.history[-1]["epoch"]:
-        best = os.path.join(stage_dir, "resume", f"epoch-{checkpoint.best['epoch']:04d}", "model.keras")
-        print(f"keeping epoch {checkpoint.best['epoch']} ({monitor} "
-              f"{checkpoint.best[monitor]:.4f}), the best on the validation split", flush=True)
-        model = keras.models.load_model(best)
+    kept = checkpoint.history[-1]["epoch"]
+    if checkpoint.best is not None and checkpoint.best["epoch"] != kept:
+        kept = checkpoint.best["epoch"]
+        print(f"keeping epoch {kept} ({monitor} {checkpoint.best[monitor]:.4f}), the best on the validation split",
+              flush=True)
+        model = keras.models.load_model(os.path.join(stage_dir, "resume", f"epoch-{kept:04d}", "model.keras"))
+    if average:  # the kept epoch's average, as validated
+        apply_average(model, load_average(os.path.join(stage_dir, "resume", f"epoch-{kept:04d}", AVERAGE_FILE)))
     return model, checkpoint
 
 
