@@ -51,70 +51,32 @@ RETRAIN = False           # True = train again although RUN_DIR/STUDENT holds a 
 # ------------------------------------------------------------------------------
 noisy.install_error_hook()
 settings = noisy.configure(globals())
-noisy.check_training_settings(settings, empty_model_ok=True)
-noisy.require(LABELED_COPIES >= 1, f"--labeled_copies={LABELED_COPIES}: expected an integer >= 1")
-noisy.require(UNLABELED_RATIO >= 0 and (UNLABELED_RATIO == 0 or LABELED_COPIES == 1),
-              f"--unlabeled_ratio={UNLABELED_RATIO}: expected >= 0, and --labeled_copies=1 with a ratio (the "
-              "ratio sets the labeled share of every batch)")
-noisy.require(STUDENT and os.sep not in STUDENT and STUDENT not in ("data", "teacher", "pseudo", "pool", ".", ".."),
-              f"--student={STUDENT!r}: expected a folder name for RUN_DIR/<student>, other than data, teacher, "
-              "pseudo and pool")
-stage_dir, pseudo_dir, teacher_dir = (os.path.join(RUN_DIR, name) for name in (STUDENT, "pseudo", "teacher"))
-noisy.lock(stage_dir)
-pseudo_config = noisy.read_config(pseudo_dir, "pseudo_label.py", needs=["indices.npy", "targets.npy", "summary.json"])
-teacher_config = noisy.read_config(teacher_dir, "train_teacher.py")
-noisy.require(pseudo_config["teacher"]["run_id"] == teacher_config["run_id"],
-              f"{pseudo_dir} was labeled by another teacher (run {pseudo_config['teacher']['run_id']}) than the one "
-              f"in {teacher_dir} (run {teacher_config['run_id']}); rerun pseudo_label.py --retrain=True")
-data_config = teacher_config["data"]
-num_classes = data_config["num_classes"]
-settings["model"] = model_name = MODEL or teacher_config["model"]  # '' resolved: the identity names the preset
+noisy.check_training_settings(settings, student=True)
+run = noisy.RunDir(RUN_DIR)
+stage = run.stage("student", settings, retrain=RETRAIN, folder=STUDENT)
+split = run.data()
+teacher = run.teacher(split)
+pseudo = run.pseudo(teacher, split)  # with its pool, indices and targets, checked
+settings["model"] = model_name = MODEL or teacher["model"]  # '' resolved: the identity names the preset
 import keras  # noqa: E402  (here: --help and bad settings answer before TensorFlow loads)
 
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
 batch_size, lr = BATCH_SIZE * replicas, LR * replicas  # global batch, linearly scaled rate
-settings["augment"] = noisy.resolve_augment(AUGMENT) if NOISE else "none"  # where the input noise runs
-noise_on_cpu, noise_on_device = settings["augment"] == "cpu", settings["augment"] == "device"
+noise_on_cpu, noise_on_device = noisy.noise_placement(settings, NOISE, AUGMENT)
 
 # 1. Labeled data (one-hot) + pseudo-labeled data (the teacher's targets), by index.
-data = noisy.load_split(os.path.join(RUN_DIR, "data"))
-split = noisy.split_id(os.path.join(RUN_DIR, "data"), data_config)
-for name, config in (("pseudo_label.py", pseudo_config), ("train_teacher.py", teacher_config)):
-    noisy.require(config.get("identity", {}).get("inputs", {}).get("split") in (None, split),
-                  f"{config['stage']} stage was made from another split than {RUN_DIR}/data holds; rerun "
-                  f"{name} --retrain=True")
-labeled, val = data["labeled"], data["val"]
-pool_file = os.path.join(RUN_DIR, pseudo_config["pool_file"])  # relative to RUN_DIR, or absolute
-pool_id = pseudo_config.get("identity", {}).get("inputs", {}).get("pool", {})
-noisy.require("npy" not in pool_id or noisy.npy_identity(pool_file) == pool_id,
-              f"{pool_file} changed since pseudo_label.py labeled it; rerun pseudo_label.py --retrain=True")
-pool = noisy.NpyRows(pool_file)
-pseudo_rows, pseudo_targets = noisy.load_npy(os.path.join(pseudo_dir, "indices.npy")), \
-    noisy.load_npy(os.path.join(pseudo_dir, "targets.npy"), mmap=False)
-noisy.require(pseudo_rows.ndim == 1 and pseudo_rows.dtype.kind in "iu" and len(pseudo_rows) == len(pseudo_targets)
-              and pseudo_targets.shape[1:] == (num_classes,)
-              and (len(pseudo_rows) == 0 or 0 <= pseudo_rows.min() and pseudo_rows.max() < len(pool)),
-              f"{pseudo_dir}: indices.npy and targets.npy do not match each other or the pool; rerun pseudo_label.py")
-noisy.require(np.isfinite(pseudo_targets).all() and (pseudo_targets >= 0).all()
-              and np.allclose(pseudo_targets.sum(axis=1), 1, atol=1e-3),
-              f"{pseudo_dir}/targets.npy holds rows that are not probabilities (NaN, negative, or not summing to "
-              "1); rerun pseudo_label.py --retrain=True")
-labeled = np.tile(labeled, LABELED_COPIES)  # by index: copies cost no memory
-targets = np.concatenate([noisy.one_hot(data["train_labels"][labeled], num_classes), pseudo_targets])
-print(f"student data: {len(labeled)} labeled ({LABELED_COPIES} x {len(labeled) // LABELED_COPIES}) "
-      f"+ {len(pseudo_rows)} pseudo-labeled images")
-wanted = noisy.identity(settings, {"split": split, "teacher": teacher_config["run_id"],
-                                   "pseudo": pseudo_config["run_id"]}, runtime=("student",))
+data = split.arrays()
+labeled, val = np.tile(data["labeled"], LABELED_COPIES), data["val"]  # by index: copies cost no memory
+targets = np.concatenate([noisy.one_hot(data["train_labels"][labeled], split.num_classes), pseudo.targets])
+print(f"student data: {len(labeled)} labeled ({LABELED_COPIES} x {len(data['labeled'])}) "
+      f"+ {len(pseudo.rows)} pseudo-labeled images")
 
 # 2. The training stream, with input noise (here on CPU workers, or on the accelerator in the
 #    train step): RandAugment per image, flip and crop. With UNLABELED_RATIO = k every batch
 #    holds batch / (k + 1) labeled images (cycled) and the rest pseudo-labeled ones.
-labeled_per_batch = round(batch_size / (UNLABELED_RATIO + 1)) if UNLABELED_RATIO else 0
-noisy.require(not UNLABELED_RATIO or 1 <= labeled_per_batch < batch_size <= len(pseudo_rows) + labeled_per_batch,
-              f"--unlabeled_ratio={UNLABELED_RATIO} with batch {batch_size}: {labeled_per_batch} labeled images per "
-              f"batch, {len(pseudo_rows)} pseudo-labeled in all; expected at least one of each per batch")
-stream = noisy.NoisyStream([(data["train_images"], labeled), (pool, pseudo_rows)], targets, batch_size,
+labeled_per_batch = noisy.labeled_per_batch(batch_size, UNLABELED_RATIO, len(pseudo.rows))
+stream = noisy.NoisyStream([(data["train_images"], labeled), (pseudo.pool, pseudo.rows)], targets, batch_size,
                            randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE, CUTOUT) if noise_on_cpu else None,
                            flip_crop=noise_on_cpu, seed=SEED, workers=WORKERS, first_part_per_batch=labeled_per_batch,
                            use_multiprocessing=MULTIPROCESSING)
@@ -123,22 +85,20 @@ stream = noisy.NoisyStream([(data["train_images"], labeled), (pool, pseudo_rows)
 #    stochastic depth), trained from scratch (resumable) on the chosen devices; keep the
 #    best epoch on the validation split, save.
 with scope:
-    model = noisy.build_resnet(model_name, num_classes, tuple(data_config["image_shape"]),
+    model = noisy.build_resnet(model_name, split.num_classes, split.image_shape,
                                dropout=DROPOUT if NOISE else 0.0,
                                survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
-    noisy.require(model.count_params() >= teacher_config["parameters"],
-                  f"--model={model_name} has {model.count_params():,} parameters, fewer than the teacher's "
-                  f"{teacher_config['model']} ({teacher_config['parameters']:,}); a student must be equal or larger")
+    noisy.check_student_size(model, model_name, teacher)
     trainer = noisy.with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
     noisy.compile_model(trainer, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
                                                      WARMUP_EPOCHS * len(stream)), JIT_COMPILE, LABEL_SMOOTHING)
-    noisy.begin_stage(stage_dir, "student", wanted, RETRAIN)  # every check passed: only now replace or resume
+    stage.begin(split=split, teacher=teacher.run_id, pseudo=pseudo.run_id)  # only now replace or resume
     print(f"student {model_name}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
           f"{EPOCHS} epochs of {len(stream)} steps")
-    validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], num_classes)) if len(val) else None
-    trainer, _ = noisy.fit(trainer, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA)
+    validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], split.num_classes)) \
+        if len(val) else None
+    trainer, _ = noisy.fit(trainer, stream, validation, stage.dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA)
     model = noisy.without_device_noise(trainer)  # the plain model is what is saved
-noisy.finish_stage(stage_dir, dict(settings, stage="student", data=data_config, parameters=model.count_params(),
-                                   teacher=teacher_config, pseudo=pseudo_config, sources=noisy.source_hashes()),
-                   wanted, model, MODEL_FILE)
-print(f"wrote {stage_dir}/{MODEL_FILE}")
+stage.finish({"data": split.config, "parameters": model.count_params(), "teacher": teacher.config,
+              "pseudo": pseudo.config}, model, MODEL_FILE)
+print(f"wrote {stage.dir}/{MODEL_FILE}")

@@ -53,36 +53,25 @@ RETRAIN = False           # True = train again although RUN_DIR/teacher holds a 
 noisy.install_error_hook()
 settings = noisy.configure(globals())
 noisy.check_training_settings(settings)
-noisy.require(NUM_LABELED >= 0 and NUM_VAL >= 0, "--num_labeled and --num_val must be >= 0")
-stage_dir, data_dir = os.path.join(RUN_DIR, "teacher"), os.path.join(RUN_DIR, "data")
-noisy.lock(stage_dir)  # one process per stage; it also guards RUN_DIR/data while the split is made
+run = noisy.RunDir(RUN_DIR)
+stage = run.stage("teacher", settings, retrain=RETRAIN)  # one process per stage; it also guards RUN_DIR/data
 import keras  # noqa: E402  (here: --help and bad settings answer before TensorFlow loads)
 
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
 batch_size, lr = BATCH_SIZE * replicas, LR * replicas  # global batch, linearly scaled rate
-settings["augment"] = noisy.resolve_augment(AUGMENT) if NOISE else "none"  # where the input noise runs
-noise_on_cpu, noise_on_device = settings["augment"] == "cpu", settings["augment"] == "device"
+noise_on_cpu, noise_on_device = noisy.noise_placement(settings, NOISE, AUGMENT)
 
-# 1. Labeled data: cache the source and draw the class-balanced split once per RUN_DIR.
-data_config = noisy.prepare_data(DATA, data_dir, NUM_LABELED, NUM_VAL, SEED)
-data = noisy.load_split(data_dir)
-num_classes = data_config["num_classes"]
+# 1. Labeled data: the source cached with its class-balanced split, once per RUN_DIR.
+split = run.split(DATA, NUM_LABELED, NUM_VAL, SEED, stage)
+stage.begin(split=split)  # nothing to do, refused, resumed or afresh: every input is checked
+data = split.arrays()
 labeled, val = data["labeled"], data["val"]
-print(f"labeled {len(labeled)}, validation {len(val)}, unlabeled pool {len(data['unlabeled'])}, "
-      f"test {len(data['test_labels'])} images of {num_classes} classes")
-print("stage 2 (pseudo_label.py) will label " + (
-    f"this split's {len(data['unlabeled'])} unlabeled images" if len(data["unlabeled"]) else
-    "CINIC-10's ImageNet images, 800 per class (a 656 MiB download, once), as no training image is left "
-    "unlabeled; or give it --unlabeled=<folder of images>"), flush=True)
-# Every input is checked: only now may a finished or half-trained teacher be replaced.
-wanted = noisy.identity(settings, {"split": noisy.split_id(os.path.join(RUN_DIR, "data"), data_config)},
-                        runtime=("data", "num_labeled", "num_val"))  # the split's identity stands for them
-noisy.begin_stage(stage_dir, "teacher", wanted, RETRAIN)
+noisy.describe_split(split, data)
 
 # 2. The training stream, noised like the student's (article experiment 2) or not (experiment 1).
 stream = noisy.NoisyStream([(data["train_images"], labeled)],
-                           noisy.one_hot(data["train_labels"][labeled], num_classes), batch_size,
+                           noisy.one_hot(data["train_labels"][labeled], split.num_classes), batch_size,
                            randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE, CUTOUT) if noise_on_cpu else None,
                            flip_crop=noise_on_cpu, seed=SEED, workers=WORKERS,
                            use_multiprocessing=MULTIPROCESSING)
@@ -90,7 +79,7 @@ stream = noisy.NoisyStream([(data["train_images"], labeled)],
 # 3. The teacher: build, compile and train (resumable) on the chosen devices; keep the best
 #    epoch on the validation split, save.
 with scope:
-    model = noisy.build_resnet(MODEL, num_classes, tuple(data_config["image_shape"]),
+    model = noisy.build_resnet(MODEL, split.num_classes, split.image_shape,
                                dropout=DROPOUT if NOISE else 0.0,
                                survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
     trainer = noisy.with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
@@ -98,9 +87,9 @@ with scope:
                                                      WARMUP_EPOCHS * len(stream)), JIT_COMPILE, LABEL_SMOOTHING)
     print(f"teacher {MODEL}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
           f"{EPOCHS} epochs of {len(stream)} steps")
-    validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], num_classes)) if len(val) else None
-    trainer, _ = noisy.fit(trainer, stream, validation, stage_dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA)
+    validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], split.num_classes)) \
+        if len(val) else None
+    trainer, _ = noisy.fit(trainer, stream, validation, stage.dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA)
     model = noisy.without_device_noise(trainer)  # the plain model is what is saved
-noisy.finish_stage(stage_dir, dict(settings, stage="teacher", data=data_config, parameters=model.count_params(),
-                                   sources=noisy.source_hashes()), wanted, model, MODEL_FILE)
-print(f"wrote {stage_dir}/{MODEL_FILE}")
+stage.finish({"data": split.config, "parameters": model.count_params()}, model, MODEL_FILE)
+print(f"wrote {stage.dir}/{MODEL_FILE}")

@@ -17,7 +17,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.synthetic_run import synthetic_images  # noqa: E402
-from noisy.settings import configure, install_error_hook  # noqa: E402
+from noisy.settings import configure  # noqa: E402
+from noisy.errors import install_error_hook  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
 MODEL = "tiny"            # student preset

@@ -52,7 +52,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.scripts import run_script  # noqa: E402
-from noisy.settings import configure, install_error_hook, require  # noqa: E402
+from noisy.settings import configure  # noqa: E402
+from noisy.errors import install_error_hook, require  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
 CONFIG = "cpu"            # 'cpu' or 'full' (see the docstring)

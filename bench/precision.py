@@ -22,7 +22,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.synthetic_run import synthetic_images  # noqa: E402
-from noisy.settings import configure, install_error_hook, require  # noqa: E402
+from noisy.settings import configure  # noqa: E402
+from noisy.errors import install_error_hook, require  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
 MODEL = "resnet9_w16"     # preset of noisy.build_resnet

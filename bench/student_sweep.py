@@ -20,7 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.effect import CONFIGS, done, epochs_for, link, require_arguments, run, student_settings  # noqa: E402
-from noisy.settings import configure, install_error_hook, require  # noqa: E402
+from noisy.settings import configure  # noqa: E402
+from noisy.errors import install_error_hook, require  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
 CONFIG = "cpu"            # the runner's configuration the variants start from

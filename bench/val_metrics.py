@@ -16,7 +16,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from noisy.settings import configure, install_error_hook, require  # noqa: E402
+from noisy.settings import configure  # noqa: E402
+from noisy.errors import install_error_hook, require  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
 STAGES = ()               # stage folders: RUN_DIR/teacher or RUN_DIR/student
@@ -32,12 +33,14 @@ def stage_metrics(stage_dir):
     from noisy.corruptions import corrupt
     from noisy.report import metrics, tta_probabilities
     run_dir, stage = os.path.split(os.path.normpath(stage_dir))
-    config = noisy.read_json(os.path.join(stage_dir, "config.json"), f"{stage_dir} (not a finished stage?)")
-    data = noisy.load_split(os.path.join(run_dir, "data"))
+    run = noisy.RunDir(run_dir)
+    split = run.data()
+    finished = run.finished_stage(stage, split)  # finished, its files as written, of this split
+    data = split.arrays()
     val = np.asarray(data["val"])
     require(len(val) > 0, f"{run_dir}/data has no validation split (--num_val=0): nothing to score")
     images, labels = data["train_images"][val], np.asarray(data["train_labels"])[val]
-    model = noisy.load_model(noisy.model_path(stage_dir, config), stage)
+    model = finished.load_model()
 
     def predict(x):
         return model.predict(noisy.ImageBatches(x, np.arange(len(x)), 256), verbose=0)

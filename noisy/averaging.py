@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from noisy.artifacts import atomic_path
+from noisy.files import atomic_path
 
 
 def averaged_variables(model):

@@ -26,9 +26,9 @@ import warnings
 import keras
 import numpy as np
 
-from noisy.artifacts import save_json
+from noisy.files import save_json
 from noisy.images import cache_image_folder
-from noisy.settings import UserError
+from noisy.errors import UserError
 
 # The URL the dataset's README gives (github.com/BayesWatch/cinic-10, "Download"); the
 # record is doi:10.7488/ds/2448 (datashare.ed.ac.uk/handle/10283/3192).

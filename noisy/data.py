@@ -11,17 +11,18 @@ Labeled sources:
 The teacher stage caches the source as `.npy` files in `RUN_DIR/data/` together with the
 split (index arrays), so every later stage reads the same images.
 """
+import atexit
 import hashlib
 import json
 import os
+import shutil
 
-import keras
 import numpy as np
 
-from noisy.artifacts import file_sha256, load_npy, read_json, save_json, save_npy
+from noisy.files import NpyRows, load_npy, read_json, save_json, save_npy
+from noisy.verify import file_sha256
 from noisy.images import decode_images, list_images, warn_skipped
-from noisy.settings import UserError
-from noisy.streams import NpyRows
+from noisy.errors import UserError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # what keras.datasets.cifar10 downloads
 
@@ -53,6 +54,7 @@ def _class_folder_split(folder, split, size):
 def load_source(source, image_size=32):
     """Return (train_images, train_labels, test_images, test_labels, class_names)."""
     if source == "cifar10":
+        import keras  # here: reading a cached split needs no Keras
         try:
             (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
         except Exception as e:  # urllib, tarfile and OS errors, wrapped by get_file in several types
@@ -132,30 +134,44 @@ DATA_FILES = ("train_images.npy", "train_labels.npy", "test_images.npy", "test_l
 
 
 def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
-    """Cache `source` and its split in `data_dir` (once) and return its config dict.
-    A data_dir made with other settings is refused rather than silently reused."""
+    """The split of `source` for `data_dir`: (config, folder). `folder` is `data_dir`
+    when it already holds this split whole; else the split is made now in a new folder
+    beside it, which `commit_split` moves into place once the stage that asked for it has
+    passed its checks, so a refused command leaves `data_dir` as it was. A `data_dir` made
+    with other settings is refused rather than silently reused."""
+    from noisy.stages import differences
     wanted = {"source": source if source == "cifar10" else os.path.abspath(source),
               "num_labeled": num_labeled, "num_val": num_val, "seed": seed}
     config_path = os.path.join(data_dir, "config.json")
     if os.path.isfile(config_path):
         config = read_json(config_path, f"delete {data_dir} to make the split again, or use another --run_dir")
-        differ = {k: (config.get(k), v) for k, v in wanted.items() if config.get(k) != v}
+        differ = differences({k: config.get(k) for k in wanted}, wanted)
         if differ and config.get("complete"):
-            detail = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in differ.items())
-            raise UserError(f"{data_dir} holds a split made with {detail}; "
+            raise UserError(f"{data_dir} holds a split made with other data settings: {'; '.join(differ)}; "
                             "use a new --run_dir for other data settings")
         if config.get("complete") and all(os.path.isfile(os.path.join(data_dir, f)) for f in DATA_FILES):
-            return config
+            return config, data_dir
     print(f"reading {wanted['source']} ...", flush=True)
     x_train, y_train, x_test, y_test, names = load_source(source, image_size)
     labeled, val, unlabeled = split_indices(y_train, len(names), num_labeled, num_val, seed)
+    folder = f"{data_dir.rstrip(os.sep)}.new-{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    atexit.register(shutil.rmtree, folder, True)  # gone unless committed
     for name, array in zip(DATA_FILES, (x_train, y_train, x_test, y_test, labeled, val, unlabeled)):
-        save_npy(os.path.join(data_dir, name), array)
+        save_npy(os.path.join(folder, name), array)
     config = dict(wanted, class_names=names, num_classes=len(names),
                   image_shape=list(x_train.shape[1:]), num_train=len(y_train), num_test=len(y_test),
                   num_unlabeled=len(unlabeled), complete=True)
-    save_json(config_path, config)
-    return config
+    save_json(os.path.join(folder, "config.json"), config)
+    return config, folder
+
+
+def commit_split(folder, data_dir):
+    """Move a split made by `prepare_data` into `data_dir` (an incomplete one there is
+    replaced); nothing to do when `folder` is `data_dir`."""
+    if os.path.abspath(folder) != os.path.abspath(data_dir):
+        shutil.rmtree(data_dir, ignore_errors=True)
+        os.replace(folder, data_dir)
 
 
 def split_id(data_dir, config):
@@ -174,3 +190,13 @@ def load_split(data_dir):
     demand), labels and index arrays in memory."""
     return {f[:-4]: NpyRows(os.path.join(data_dir, f)) if f.endswith("images.npy")
             else load_npy(os.path.join(data_dir, f), mmap=False) for f in DATA_FILES}
+
+
+def describe_split(split, data):
+    """Print the split's sizes and what stage 2 will label."""
+    print(f"labeled {len(data['labeled'])}, validation {len(data['val'])}, unlabeled pool {len(data['unlabeled'])}, "
+          f"test {len(data['test_labels'])} images of {split.num_classes} classes")
+    print("stage 2 (pseudo_label.py) will label " + (
+        f"this split's {len(data['unlabeled'])} unlabeled images" if len(data["unlabeled"]) else
+        "CINIC-10's ImageNet images, 800 per class (a 656 MiB download, once), as no training image is left "
+        "unlabeled; or give it --unlabeled=<folder of images>"), flush=True)

@@ -6,7 +6,7 @@ import contextlib
 import keras
 
 from noisy.quiet import startup_notices_hidden
-from noisy.settings import UserError
+from noisy.errors import UserError
 
 PRECISIONS = ("", "bfloat16", "float16")
 
@@ -23,6 +23,14 @@ def resolve_augment(augment):
     except Exception:  # a backend without a GPU build raises instead of listing none
         gpus = []
     return "device" if gpus else "cpu"
+
+
+def noise_placement(settings, noise, augment):
+    """Where a training stage's input noise runs: records it as `settings['augment']`
+    ('device', 'cpu', or 'none' without noise: part of the stage's identity) and returns
+    (on CPU workers, on the device)."""
+    settings["augment"] = resolve_augment(augment) if noise else "none"
+    return settings["augment"] == "cpu", settings["augment"] == "device"
 
 
 def configure_devices(mixed_precision="", data_parallel=False):

@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from noisy.artifacts import read_json, save_json, save_text
-from noisy.settings import UserError
+from noisy.files import read_json, save_json, save_text
+from noisy.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 Image.MAX_IMAGE_PIXELS = 20_000 ** 2  # allow large photos, still refuse decompression bombs

@@ -33,3 +33,25 @@ def startup_notices_hidden():
             for line in caught.read().decode(errors="replace").splitlines():
                 if not STARTUP_NOISE.match(line):
                     print(line, file=sys.stderr)
+
+
+def import_keras():
+    """Import Keras without TensorFlow's start-up notices. TensorFlow is imported here too
+    where it is installed (the JAX backend loads it later for some utilities, and would
+    print them then). A Ctrl-C in the middle is held until the import is done: raised
+    inside TensorFlow's C++ start-up it can abort the process instead of stopping it."""
+    if "keras" in sys.modules:
+        return
+    import importlib.util
+    import signal
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda *_: held.append(True))
+    try:
+        with startup_notices_hidden():
+            if importlib.util.find_spec("tensorflow"):
+                import tensorflow  # noqa: F401
+            import keras  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt

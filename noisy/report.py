@@ -7,8 +7,48 @@ import os
 
 import numpy as np
 
-from noisy.artifacts import atomic_path
 from noisy.corruptions import CORRUPTIONS, FAMILIES
+from noisy.errors import require
+from noisy.files import atomic_path
+
+PLOTS = ("confusion.png", "curves.png", "corruptions.png")
+
+
+def check_evaluation_settings(s):
+    """Range checks of evaluate.py's settings (lower-case names)."""
+    require(s["batch_size"] >= 1 and s["ece_bins"] >= 1, "--batch_size and --ece_bins must be >= 1")
+    require(all(v in (1, 2, 3, 4, 5) for v in s["severities"]),
+            f"--severities={s['severities']}: expected values in 1..5")
+    require(s["corruption_images"] >= 0, "--corruption_images must be >= 0")
+
+
+def corruption_subset(labels, num_classes, count):
+    """A fixed, class-balanced subset of the test images for the corruption check
+    (the first `count` / classes of each class; 0 = all), identical for every model."""
+    if not 0 < count < len(labels):
+        return np.arange(len(labels))
+    per_class = max(1, count // num_classes)
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)]))
+
+
+def plots_to_draw(plots, severities):
+    """The plot files evaluate.py draws: none without `plots` or without matplotlib (in
+    requirements.txt; a JAX-only GPU image may lack it), corruptions.png only with severities."""
+    if not plots:
+        return []
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("warning: matplotlib is not installed, so no plots were drawn (pip install matplotlib)")
+        return []
+    return list(PLOTS) if severities else list(PLOTS[:2])
+
+
+def remove_stale_plots(run_dir, drawn):
+    """Remove plots an earlier evaluation drew that this one did not: they are not of these results."""
+    for name in PLOTS:
+        if name not in drawn and os.path.isfile(os.path.join(run_dir, name)):
+            os.remove(os.path.join(run_dir, name))
 
 
 def metrics(probs, labels, ece_bins=15):

@@ -11,57 +11,9 @@ and rejects an unknown name with the list of valid ones.
 DATA = '/tmp/cifar10' in the script's namespace (a string needs no quotes).
 """
 import ast
-import atexit
-import os
 import sys
 
-
-class UserError(Exception):
-    """A problem with the user's input or settings: printed as one line, exit code 2."""
-
-
-class interrupted:
-    """What a Ctrl-C says: the training loop sets `resume_epoch` after every epoch it saves;
-    a stage started with --retrain=True sets `retrain` (its rerun would start over)."""
-    resume_epoch = None
-    retrain = False
-
-
-def one_line(kind, error):
-    """The `error: ...` line for an exception that ends a script."""
-    if issubclass(kind, UserError):
-        return f"error: {error}"
-    if issubclass(kind, OSError) and error.strerror:  # no space, read-only, permission, ...
-        where = f": {error.filename}" if error.filename else ""
-        return f"error: {error.strerror}{where}" + (f" -> {error.filename2}" if error.filename2 else "")
-    text = str(error).strip().splitlines()
-    return (f"error: unexpected {kind.__name__}: {text[0] if text else ''} "
-            "(set NOISY_TRACEBACK=1 to see the traceback)")
-
-
-def _report(kind, error, traceback):
-    if issubclass(kind, KeyboardInterrupt):
-        epoch, command = interrupted.resume_epoch, "the same command"
-        if interrupted.retrain and epoch is not None:
-            command = "the same command without --retrain=True"
-        print(f"interrupted: rerun {command} to " + (
-            f"resume after epoch {epoch}" if epoch is not None else "start again (no epoch was finished)"),
-            file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        atexit._run_exitfuncs()  # release the stage's lock
-        os._exit(130)  # now: worker threads of a data pipeline must not hold the exit up
-    if os.environ.get("NOISY_TRACEBACK") and not issubclass(kind, UserError):
-        sys.__excepthook__(kind, error, traceback)
-    print(one_line(kind, error), file=sys.stderr)
-    sys.exit(2)
-
-
-def install_error_hook():
-    """Make a script that fails print one line `error: <message>` and exit with 2 (its own
-    UserError, an OSError naming its path, or anything unexpected), and a Ctrl-C print
-    how to resume and exit with 130."""
-    sys.excepthook = _report
+from noisy.errors import UserError
 
 
 def _parse(name, text, current):
@@ -136,9 +88,3 @@ def configure(namespace, argv=None):
             raise UserError(f"unknown setting --{key}; valid settings: {valid}")
         namespace[name] = _parse(name, text, namespace[name])
     return {n.lower(): namespace[n] for n in names}
-
-
-def require(condition, message):
-    """Raise UserError(message) unless condition holds: for range checks on settings."""
-    if not condition:
-        raise UserError(message)

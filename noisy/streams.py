@@ -1,75 +1,11 @@
-"""What `fit` and `predict` read: rows of `.npy` image files on demand (`NpyRows`), and
-the two `keras.utils.PyDataset`s built on them: un-augmented batches for prediction
-(`ImageBatches`) and the shuffled, noised training stream (`NoisyStream`)."""
-import os
-
+"""What `fit` and `predict` read: the two `keras.utils.PyDataset`s built on image arrays
+or `NpyRows`: un-augmented batches for prediction (`ImageBatches`) and the shuffled,
+noised training stream (`NoisyStream`)."""
 import keras
 import numpy as np
 
 from noisy.randaugment import augment_batch
-from noisy.settings import UserError
-
-
-class NpyRows:
-    """Rows of a .npy image file read on demand with `os.pread`: `rows[indices]` returns a
-    fresh array, and nothing else stays in memory. Unlike `np.load(mmap_mode='r')`, the
-    pages read are not mapped into the process, so a pool larger than RAM is read in one
-    pass without the process's resident memory growing with it. Pickles by path, so
-    PyDataset worker processes each open their own file."""
-
-    def __init__(self, path):
-        self.path = path
-        try:
-            with open(path, "rb") as f:
-                version = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                self.shape, fortran, self.dtype = read_header(f)
-                self.offset = f.tell()
-        except FileNotFoundError:
-            raise UserError(f"{path} not found") from None
-        except (ValueError, OSError) as e:
-            raise UserError(f"{path} is not a readable .npy file ({e})") from None
-        if fortran or self.dtype.hasobject or not self.shape:
-            raise UserError(f"{path} is not a plain C-ordered array; save it with np.save")
-        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        if os.path.getsize(path) < self.offset + self.shape[0] * self.row_bytes:
-            raise UserError(f"{path} is truncated: {os.path.getsize(path)} bytes, its header promises "
-                            f"{self.offset + self.shape[0] * self.row_bytes}; write it again")
-        self._fd = None
-
-    def __len__(self):
-        return self.shape[0]
-
-    def __getstate__(self):
-        return dict(self.__dict__, _fd=None)
-
-    def __getitem__(self, index):
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        if isinstance(index, slice):
-            index = np.arange(*index.indices(len(self)))
-        index = np.asarray(index, np.int64)
-        if index.ndim != 1:
-            raise IndexError("NpyRows takes a slice or a 1-d array of row numbers")
-        if len(index) and (index.min() < 0 or index.max() >= len(self)):
-            raise IndexError(f"row out of range for {self.path} with {len(self)} rows")
-        out = np.empty((len(index),) + tuple(self.shape[1:]), self.dtype)
-        order = np.argsort(index, kind="stable")
-        sorted_rows = index[order]
-        # Read each run of consecutive rows with one call.
-        breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
-        for run in np.split(np.arange(len(index)), breaks):
-            if not len(run):
-                continue
-            first, count = sorted_rows[run[0]], len(run)
-            data = os.pread(self._fd, count * self.row_bytes, self.offset + first * self.row_bytes)
-            out[order[run]] = np.frombuffer(data, self.dtype).reshape((count,) + tuple(self.shape[1:]))
-        return out
-
-    def __del__(self):
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
+from noisy.errors import UserError
 
 
 class ImageBatches(keras.utils.PyDataset):

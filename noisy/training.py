@@ -21,12 +21,12 @@ import sys
 import keras
 import numpy as np
 
-from noisy.artifacts import save_json, save_model, save_text
+from noisy.files import save_json, save_model, save_text
 from noisy.averaging import WeightAverage, apply_average, load_average, save_average
 from noisy.devices import PRECISIONS
 from noisy.randaugment import CUTOUT_OPS, MAX_MAGNITUDE, OPS
 from noisy.resnet import MODELS
-from noisy.settings import UserError, interrupted
+from noisy.errors import UserError, interrupted
 from noisy.stages import MODEL_FILES
 
 OPTIMIZERS = ("sgd", "adam")
@@ -35,13 +35,13 @@ AUGMENTS = ("auto", "device", "cpu")
 AVERAGE_FILE = "average.npz"  # an epoch checkpoint's weight average, beside its raw model
 
 
-def check_training_settings(s, empty_model_ok=False):
+def check_training_settings(s, student=False):
     """Range checks shared by train_teacher.py and train_student.py, on their resolved
-    settings dict (lower-case names); raises UserError naming the setting.
-    `empty_model_ok`: MODEL = '' (the student's "same as the teacher") is allowed."""
-    allowed = ("'' or " if empty_model_ok else "") + f"one of {MODELS}"
+    settings dict (lower-case names), and the student's own (`student`: MODEL = '', "same
+    as the teacher", is allowed); raises UserError naming the setting."""
+    allowed = ("'' or " if student else "") + f"one of {MODELS}"
     checks = [
-        (s["model"] in MODELS or (empty_model_ok and s["model"] == ""), f"--model={s['model']!r}: expected {allowed}"),
+        (s["model"] in MODELS or (student and s["model"] == ""), f"--model={s['model']!r}: expected {allowed}"),
         (s["optimizer"] in OPTIMIZERS, f"--optimizer={s['optimizer']!r}: expected one of {OPTIMIZERS}"),
         (s["schedule"] in SCHEDULES, f"--schedule={s['schedule']!r}: expected one of {SCHEDULES}"),
         (s["epochs"] >= 1 and s["batch_size"] >= 1 and s["workers"] >= 1,
@@ -61,9 +61,34 @@ def check_training_settings(s, empty_model_ok=False):
          "--warmup_epochs and --flat_epochs must be >= 0 and --patience >= 1"),
         (s["mixed_precision"] in PRECISIONS, f"--mixed_precision={s['mixed_precision']!r}: expected one of {PRECISIONS}"),
     ]
+    if student:
+        checks += [
+            (s["labeled_copies"] >= 1, f"--labeled_copies={s['labeled_copies']}: expected an integer >= 1"),
+            (s["unlabeled_ratio"] >= 0 and (s["unlabeled_ratio"] == 0 or s["labeled_copies"] == 1),
+             f"--unlabeled_ratio={s['unlabeled_ratio']}: expected >= 0, and --labeled_copies=1 with a ratio (the "
+             "ratio sets the labeled share of every batch)")]
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+
+
+def labeled_per_batch(batch_size, unlabeled_ratio, pseudo_labeled):
+    """Labeled images per batch for UNLABELED_RATIO = k: batch / (k + 1), at least one of
+    each kind per batch; 0 (one shuffled stream) when k = 0."""
+    if not unlabeled_ratio:
+        return 0
+    k = round(batch_size / (unlabeled_ratio + 1))
+    if not 1 <= k < batch_size <= pseudo_labeled + k:
+        raise UserError(f"--unlabeled_ratio={unlabeled_ratio} with batch {batch_size}: {k} labeled images per "
+                        f"batch, {pseudo_labeled} pseudo-labeled in all; expected at least one of each per batch")
+    return k
+
+
+def check_student_size(model, name, teacher):
+    """A student (`model`, preset `name`) is equal to or larger than its teacher, in parameters."""
+    if model.count_params() < teacher["parameters"]:
+        raise UserError(f"--model={name} has {model.count_params():,} parameters, fewer than the teacher's "
+                        f"{teacher['model']} ({teacher['parameters']:,}); a student must be equal or larger")
 
 
 def make_optimizer(name, lr, schedule, total_steps, warmup_steps):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from noisy import cinic
-from noisy.settings import UserError
+from noisy.errors import UserError
 
 CLASSES = ("airplane", "bird", "truck")
 IMAGENET_PER_SPLIT = {"airplane": 4, "bird": 3, "truck": 5}  # per split: 12, 9, 15 in all

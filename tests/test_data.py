@@ -6,12 +6,13 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_images
-from noisy.data import load_source, prepare_data, split_indices
+from noisy.data import commit_split, load_source, prepare_data, split_indices
 from noisy.images import images_to_npy
 from noisy.pseudo import balance_classes
-from noisy.streams import ImageBatches, NoisyStream, NpyRows
+from noisy.streams import ImageBatches, NoisyStream
+from noisy.files import NpyRows
 from noisy.randaugment import RandAugment
-from noisy.settings import UserError
+from noisy.errors import UserError
 
 
 def test_split_is_balanced_disjoint_complete_and_seeded():
@@ -149,9 +150,12 @@ def test_class_folder_source_and_data_cache(tmp_path):
     assert x_train.shape == (24, 32, 32, 3) and np.bincount(y_train).tolist() == [8, 8, 8]
     order = np.argsort(y_train, kind="stable")
     assert np.array_equal(x_train[order][0], images[0])  # lossless PNG round trip
-    config = prepare_data(str(root), str(tmp_path / "run" / "data"), 6, 3, seed=0)
+    config, folder = prepare_data(str(root), str(tmp_path / "run" / "data"), 6, 3, seed=0)
     assert config["num_unlabeled"] == 15 and config["image_shape"] == [32, 32, 3]
-    with pytest.raises(UserError, match=r"holds a split made with num_labeled=6 \(now 9\)"):
+    assert not os.path.exists(tmp_path / "run" / "data")  # not before its stage's checks pass
+    commit_split(folder, str(tmp_path / "run" / "data"))
+    assert prepare_data(str(root), str(tmp_path / "run" / "data"), 6, 3, seed=0) == (config, str(tmp_path / "run" / "data"))
+    with pytest.raises(UserError, match=r"holds a split made with other data settings: num_labeled 6 \(now 9\)"):
         prepare_data(str(root), str(tmp_path / "run" / "data"), 9, 3, seed=0)
 
 

@@ -103,7 +103,7 @@ def test_bad_inputs_get_one_line_errors(synthetic_npz, tmp_path):
     error = one_line_error(run_script("train_teacher.py", "--epoch=3", check=False))
     assert "unknown setting --epoch; valid settings:" in error and "--epochs" in error
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", check=False))
-    assert f"{run}/teacher/config.json not found: run train_teacher.py first" in error
+    assert f"{run}/data/config.json not found: run train_teacher.py first" in error
     error = one_line_error(run_script("train_teacher.py", f"--data={tmp_path}/missing", check=False))
     assert "missing' is neither 'cifar10', a .npz file nor an existing folder" in error
     error = one_line_error(run_script("train_teacher.py", f"--data={synthetic_npz}", "--num_labeled=90",
@@ -184,12 +184,12 @@ def test_unusable_stage_inputs_are_refused_by_name(synthetic_npz, tmp_path):
     run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
     os.remove(os.path.join(run, "pseudo", "targets.npy"))
     error = one_line_error(run_script("train_student.py", f"--run_dir={run}", check=False))
-    assert f"{run}/pseudo/targets.npy is missing; rerun pseudo_label.py" in error
+    assert f"{run}/pseudo/targets.npy is missing: run pseudo_label.py first" in error
     # A damaged model file.
     with open(os.path.join(run, "teacher", "model.keras"), "r+b") as f:
         f.truncate(100)
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", check=False))
-    assert f"{run}/teacher/model.keras is not the model train_teacher.py wrote for this stage" in error
+    assert f"{run}/teacher/model.keras is not the file train_teacher.py wrote" in error
 
 
 def test_sharded_labeling_merges_to_the_whole(synthetic_npz, tmp_path):

@@ -109,7 +109,7 @@ def test_bad_arguments_echo_the_value():
 
 
 def test_nan_loss_stops_training_with_a_clear_error():
-    from noisy.settings import UserError
+    from noisy.errors import UserError
     from noisy.training import StopOnNaN
     callback = StopOnNaN()
     callback.on_train_batch_end(0, {"loss": 1.5})  # finite: nothing happens
@@ -136,7 +136,7 @@ def test_mixed_precision_keeps_the_classifier_in_float32(precision):
 
 def test_unknown_precision_and_jit_settings_are_refused():
     from noisy.devices import configure_devices
-    from noisy.settings import UserError
+    from noisy.errors import UserError
     from noisy.training import compile_model
     with pytest.raises(UserError, match=r"--mixed_precision='fp8': expected"):
         configure_devices("fp8")

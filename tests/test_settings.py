@@ -1,6 +1,7 @@
 import pytest
 
-from noisy.settings import UserError, configure
+from noisy.settings import configure
+from noisy.errors import UserError
 
 
 def namespace():

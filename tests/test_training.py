@@ -48,7 +48,7 @@ def test_plateau_waits_for_the_flat_epochs_then_lowers_the_rate_and_stops(tmp_pa
 
 def test_the_best_validation_epoch_is_restored(tmp_path):
     model, history, (val_images, val_targets) = train(tmp_path / "best", 0.05, epochs=6, flat_epochs=6,
-                                                      patience=4, seed=3)
+                                                      patience=4, seed=0)
     scores = [row["val_accuracy"] for row in history]
     best = int(np.argmax(scores))  # the first of equal scores
     assert best != len(history) - 1, "this seed's best epoch should not be the last"

@@ -13,9 +13,10 @@ import pytest
 
 from conftest import REPO, TEACHER, run_script, synthetic_images
 from noisy.images import cache_image_folder, folder_identity
-from noisy.settings import UserError, one_line
-from noisy.stages import begin_stage, check_stage, differences, finish_stage, identity, lock
-from noisy.streams import NpyRows
+from noisy.errors import UserError, one_line
+from noisy.locks import lock, unlock
+from noisy.stages import begin_stage, check_stage, differences, finish_stage, identity
+from noisy.files import NpyRows
 from noisy.training import load_resume_point
 from test_pipeline import one_line_error
 
@@ -41,11 +42,11 @@ def test_finished_stages_refuse_other_settings_and_redone_upstream_stages(finish
     new_teacher = json.load(open(os.path.join(run, "teacher", "config.json")))["run_id"]
     assert new_teacher != old_teacher
     error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", check=False))
-    assert f"student was trained from teacher run {old_teacher}, but {run}/teacher holds teacher run " \
-           f"{new_teacher}" in error
+    assert f"student was made from teacher run {old_teacher}, but {run}/teacher holds run {new_teacher}" in error
     error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32",
                                       check=False))
-    assert f"{run}/pseudo was labeled by another teacher (run {old_teacher})" in error
+    assert f"{run}/pseudo was made from teacher run {old_teacher}, but {run}/teacher holds run {new_teacher}" \
+           in error
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0", check=False))
     assert f'inputs.teacher "{old_teacher}" (now "{new_teacher}")' in error
 
@@ -56,7 +57,7 @@ def test_a_model_file_replaced_by_another_valid_model_is_refused(finished_run):
     for script in ("pseudo_label.py", "evaluate.py"):
         error = one_line_error(run_script(script, f"--run_dir={run}", "--retrain=True" if script == "pseudo_label.py"
                                           else "--severities=()", check=False))
-        assert f"{run}/teacher/model.keras is not the model train_teacher.py wrote for this stage" in error
+        assert f"{run}/teacher/model.keras is not the file train_teacher.py wrote" in error
 
 
 def test_checks_come_before_a_finished_stage_is_touched(finished_run, finished_run_template, tmp_path):
@@ -133,7 +134,7 @@ def test_a_changed_file_in_an_unlabeled_folder_makes_a_new_cache(tmp_path):
 def test_a_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
     stage = str(tmp_path / "teacher")
     holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                               "from noisy.stages import lock; lock(sys.argv[2]); print('held', flush=True); "
+                               "from noisy.locks import lock; lock(sys.argv[2]); print('held', flush=True); "
                                "sys.stdin.read()", REPO, stage], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
     try:
@@ -144,8 +145,9 @@ def test_a_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
         holder.kill()  # SIGKILL: its lock file stays behind
         holder.wait()
     assert os.path.exists(os.path.join(stage, ".lock"))
-    lock(stage)  # the holder is gone: taken over
+    lock(stage)  # the holder is gone: the kernel released its flock with it
     assert json.load(open(os.path.join(stage, ".lock")))["pid"] == os.getpid()
+    unlock(os.path.join(stage, ".lock"))
 
 
 # ----------------------------------------------------------------------------- 4. one line
@@ -211,7 +213,8 @@ def test_ctrl_c_exits_130_naming_the_epoch_and_the_same_command_resumes(syntheti
     saved = json.load(open(latest))["epoch"]
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == f"interrupted: rerun the same command to resume after epoch {saved}"
-    assert not os.path.exists(os.path.join(run, "teacher", ".lock"))  # released on the way out
+    lock(os.path.join(run, "teacher"))  # released on the way out
+    unlock(os.path.join(run, "teacher", ".lock"))
     error = one_line_error(run_script("train_teacher.py", *args[:2], "--epochs=401", *args[3:], check=False))
     assert f"cannot resume {run}/teacher: its checkpoints were made with other settings or inputs: " \
            "settings.epochs 400 (now 401)" in error
@@ -223,7 +226,7 @@ def test_evaluate_and_the_student_check_what_the_pseudo_labels_and_the_split_are
     run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.1", "--retrain=True")
     now = json.load(open(os.path.join(run, "pseudo", "config.json")))["run_id"]
     error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", "--severities=()", check=False))
-    assert f"student was trained on pseudo-labels run {student['pseudo']['run_id']}, but {run}/pseudo holds " \
+    assert f"student was made from pseudo-labels run {student['pseudo']['run_id']}, but {run}/pseudo holds " \
            f"run {now}" in error
     # A pseudo-label file changed after labeling (here NaN targets) is refused before anything is touched.
     before = config_bytes(run, "student")
@@ -236,20 +239,20 @@ def test_evaluate_and_the_student_check_what_the_pseudo_labels_and_the_split_are
     test_images = os.path.join(run, "data", "test_images.npy")
     np.save(test_images, np.zeros_like(np.load(test_images)))
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--retrain=True", check=False))
-    assert f"{run}/teacher was trained on another split than {run}/data holds" in error
+    assert f"{run}/teacher was made from another split than {run}/data holds" in error
     error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", "--severities=()", "--students=student",
                                       check=False))
-    assert "trained on pseudo-labels run" in error or "was trained on another split" in error
+    assert "was made from another split" in error
 
 
 def test_damaged_json_and_locks_and_imported_names_are_handled(tmp_path):
-    from noisy.artifacts import read_config
     from noisy.data import prepare_data
+    from noisy.rundir import RunDir
     from noisy.settings import configure
     (tmp_path / "stage").mkdir()
     (tmp_path / "stage" / "config.json").write_text("[]")
-    with pytest.raises(UserError, match=r"stage/config.json holds a JSON list, not an object; rerun x.py"):
-        read_config(str(tmp_path / "stage"), "x.py")
+    with pytest.raises(UserError, match=r"stage/config.json holds a JSON list, not an object; rerun train_teacher.py"):
+        RunDir(str(tmp_path)).finished("stage", "teacher")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "config.json").write_text("{bad")
     with pytest.raises(UserError, match=r"data/config.json is not readable JSON \(JSONDecodeError"):
@@ -257,8 +260,9 @@ def test_damaged_json_and_locks_and_imported_names_are_handled(tmp_path):
     lock_file = tmp_path / "stage" / ".lock"
     lock_file.write_text('{"host": "elsewhere"}')  # damaged: no pid
     os.utime(lock_file, (time.time() - 60, time.time() - 60))
-    lock(str(tmp_path / "stage"))  # a damaged lock left a minute ago is taken over
+    lock(str(tmp_path / "stage"))  # a damaged lock file nobody holds is taken
     assert json.load(open(lock_file))["pid"] == os.getpid()
+    unlock(str(lock_file))
     # evaluate.py imports CORRUPTIONS; only its settings block is settings.
     namespace = {"__file__": os.path.join(REPO, "evaluate.py"), "CORRUPTIONS": ("jpeg",), "SEVERITIES": (1,)}
     with pytest.raises(UserError, match=r"unknown setting --corruptions; valid settings: --severities"):

@@ -1,24 +1,17 @@
-"""Files that stages hand to each other, written atomically and checked on reading.
+"""Files written atomically, and read with one-line errors.
 
 Every file is written under a temporary name in the same folder and renamed into place
 (`os.replace` is atomic on POSIX), so a killed stage leaves either the old file or the new
-one, never half of one. Each stage folder holds a `config.json` that records what made
-its files (settings, source hashes, data source, classes, image shape); the next stage
-reads it with `read_config` and refuses a missing or mismatched input by name.
+one, never half of one. Whether a file is the one its stage wrote is noisy/verify.py's.
 """
 import contextlib
-import hashlib
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 
-from noisy.settings import UserError
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
+from noisy.errors import UserError
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -87,19 +80,6 @@ def relative_to_run(path, run_dir):
     return os.path.relpath(path, run_dir) if path.startswith(run_dir + os.sep) else path
 
 
-def source_hashes():
-    """sha256 (first 16 hex digits) of the scripts and package that ran this stage."""
-    files = [os.path.abspath(sys.argv[0])] + [
-        os.path.join(REPO, "noisy", f) for f in sorted(os.listdir(os.path.join(REPO, "noisy")))
-        if f.endswith(".py")]
-    hashes = {}
-    for path in files:
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                hashes[os.path.relpath(path, REPO)] = hashlib.sha256(f.read()).hexdigest()[:16]
-    return hashes
-
-
 def read_json(path, what):
     """json.load of `path`, which must hold a JSON object; a damaged file is a UserError
     naming it and `what` to do."""
@@ -113,39 +93,11 @@ def read_json(path, what):
     return value
 
 
-def file_sha256(path):
-    """sha256 of a file's bytes (a ResNet50 model.keras, ~100 MB, in well under a second)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_config(folder, stage, needs=()):
-    """Read `folder/config.json` written by `stage`, checking that it and the files in
-    `needs` (names inside `folder`) exist and, where config.json records their sha256,
-    are the files the stage wrote. Raises UserError naming what is missing or changed."""
-    path = os.path.join(folder, "config.json")
-    if not os.path.isfile(path):
-        raise UserError(f"{path} not found: run {stage} first (or check --run_dir)")
-    config = read_json(path, f"rerun {stage}")
-    if config.get("complete") is not True:
-        raise UserError(f"{path} belongs to an unfinished {stage}; run {stage} again to finish it")
-    recorded = config.get("files_sha256", {})
-    for name in needs:
-        file = os.path.join(folder, name)
-        if not os.path.exists(file):
-            raise UserError(f"{file} is missing; rerun {stage}")
-        if name in recorded and file_sha256(file) != recorded[name]:
-            raise UserError(f"{file} is not the file {stage} wrote with {path} (its sha256 differs); "
-                            f"rerun {stage} --retrain=True")
-    return config
-
-
 def load_model(path, stage):
     """keras.models.load_model with a clear error for a missing or damaged file."""
-    import keras  # here, so that the settings module and its helpers stay importable without it
+    from noisy.quiet import import_keras
+    import_keras()  # here, without TensorFlow's start-up notices: a stage reads its inputs before Keras loads
+    import keras
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: run {stage} first (or check --run_dir)")
     try:
@@ -164,3 +116,65 @@ def load_npy(path, mmap=True):
         raise UserError(f"{path} not found") from None
     except (ValueError, OSError) as e:
         raise UserError(f"{path} is not a readable .npy file ({e})") from None
+
+
+class NpyRows:
+    """Rows of a .npy image file read on demand with `os.pread`: `rows[indices]` returns a
+    fresh array, and nothing else stays in memory. Unlike `np.load(mmap_mode='r')`, the
+    pages read are not mapped into the process, so a pool larger than RAM is read in one
+    pass without the process's resident memory growing with it. Pickles by path, so
+    PyDataset worker processes each open their own file."""
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                self.shape, fortran, self.dtype = read_header(f)
+                self.offset = f.tell()
+        except FileNotFoundError:
+            raise UserError(f"{path} not found") from None
+        except (ValueError, OSError) as e:
+            raise UserError(f"{path} is not a readable .npy file ({e})") from None
+        if fortran or self.dtype.hasobject or not self.shape:
+            raise UserError(f"{path} is not a plain C-ordered array; save it with np.save")
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        if os.path.getsize(path) < self.offset + self.shape[0] * self.row_bytes:
+            raise UserError(f"{path} is truncated: {os.path.getsize(path)} bytes, its header promises "
+                            f"{self.offset + self.shape[0] * self.row_bytes}; write it again")
+        self._fd = None
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getstate__(self):
+        return dict(self.__dict__, _fd=None)
+
+    def __getitem__(self, index):
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        if isinstance(index, slice):
+            index = np.arange(*index.indices(len(self)))
+        index = np.asarray(index, np.int64)
+        if index.ndim != 1:
+            raise IndexError("NpyRows takes a slice or a 1-d array of row numbers")
+        if len(index) and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"row out of range for {self.path} with {len(self)} rows")
+        out = np.empty((len(index),) + tuple(self.shape[1:]), self.dtype)
+        order = np.argsort(index, kind="stable")
+        sorted_rows = index[order]
+        # Read each run of consecutive rows with one call.
+        breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
+        for run in np.split(np.arange(len(index)), breaks):
+            if not len(run):
+                continue
+            first, count = sorted_rows[run[0]], len(run)
+            data = os.pread(self._fd, count * self.row_bytes, self.offset + first * self.row_bytes)
+            out[order[run]] = np.frombuffer(data, self.dtype).reshape((count,) + tuple(self.shape[1:]))
+        return out
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)

@@ -1,0 +1,44 @@
+"""Is a file the one its stage wrote? Every recorded file is checked by one function,
+`verify`, against the sha256 its stage's config.json records, with one form of message.
+`source_hashes` records which code made a stage."""
+import hashlib
+import os
+import sys
+
+from noisy.errors import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def file_sha256(path):
+    """sha256 of a file's bytes (a ResNet50 model.keras, ~100 MB, in well under a second)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path, sha256, script):
+    """Raise a one-line UserError unless `path` exists and its sha256 is `sha256` (None:
+    nothing recorded, existence only). Returns the file's sha256."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path} is missing: run {script} first (or check --run_dir)")
+    actual = file_sha256(path)
+    if sha256 is not None and actual != sha256:
+        raise UserError(f"{path} is not the file {script} wrote (its sha256 differs from the one its config.json "
+                        f"records); rerun {script} --retrain=True")
+    return actual
+
+
+def source_hashes():
+    """sha256 (first 16 hex digits) of the scripts and package that ran this stage."""
+    files = [os.path.abspath(sys.argv[0])] + [
+        os.path.join(REPO, "noisy", f) for f in sorted(os.listdir(os.path.join(REPO, "noisy")))
+        if f.endswith(".py")]
+    hashes = {}
+    for path in files:
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                hashes[os.path.relpath(path, REPO)] = hashlib.sha256(f.read()).hexdigest()[:16]
+    return hashes

@@ -1,0 +1,145 @@
+"""The run folder's guarantees that issue #23 found missing: every file a stage hands on
+is recorded and checked, nothing is written before every check has passed, a resume
+runs under the backend and library versions it was made with, a stage made by other code
+is named as such, and a lock is one process's alone."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, TEACHER, run_script
+from noisy.errors import UserError
+from noisy.locks import lock
+from noisy.rundir import RunDir
+from test_pipeline import one_line_error
+
+
+def files_of(folder):
+    """{relative path: bytes} of every file below `folder` (locks aside)."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if not name.startswith(".lock"):
+                path = os.path.join(root, name)
+                found[os.path.relpath(path, folder)] = open(path, "rb").read()
+    return found
+
+
+def test_a_refused_teacher_leaves_the_split_and_the_later_stages_as_they_were(synthetic_npz, tmp_path):
+    run = str(tmp_path / "run")
+    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
+    os.remove(os.path.join(run, "data", "val.npy"))  # a data file lost, and the source changed meanwhile
+    arrays = dict(np.load(synthetic_npz))
+    np.savez(synthetic_npz, **dict(arrays, x_train=255 - arrays["x_train"]))
+    before = files_of(run)
+    error = one_line_error(run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}",
+                                      "--epochs=1", *TEACHER, check=False))
+    assert f"{run}/teacher holds a teacher made with other settings or inputs: inputs.split" in error
+    assert files_of(run) == before  # the split was made beside RUN_DIR/data and dropped
+    assert sorted(os.listdir(tmp_path)) == ["run", "synthetic.npz"]
+
+
+def test_a_lost_data_file_is_remade_when_the_source_is_unchanged(finished_run, finished_run_template):
+    run, npz = finished_run, finished_run_template[0]
+    val = open(os.path.join(run, "data", "val.npy"), "rb").read()
+    os.remove(os.path.join(run, "data", "val.npy"))
+    out = run_script("train_teacher.py", f"--data={npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    assert "nothing to do" in out.stdout
+    assert open(os.path.join(run, "data", "val.npy"), "rb").read() == val
+
+
+def test_a_cached_pool_changed_after_labeling_is_refused(synthetic_npz, tmp_path):
+    from PIL import Image
+    from conftest import synthetic_images
+    run, folder = str(tmp_path / "run"), tmp_path / "pool"
+    folder.mkdir()
+    for i, image in enumerate(synthetic_images(12, 4, seed=5)[0]):
+        Image.fromarray(image).save(folder / f"{i:02d}.png")
+    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={folder}", "--threshold=0.0")
+    pseudo = json.load(open(os.path.join(run, "pseudo", "config.json")))
+    cache = os.path.join(run, pseudo["pool_file"])
+    images = np.load(cache)
+    np.save(cache, images[::-1])  # the rows reordered: every pseudo-label now names another image
+    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32",
+                                      check=False))
+    assert f"{cache} is not the file pseudo_label.py wrote" in error
+    assert not os.path.exists(os.path.join(run, "student", "config.json"))
+
+
+def test_a_retrain_that_fails_at_its_last_step_leaves_every_file_of_the_finished_stage(tmp_path):
+    from noisy.stages import begin_stage, finish_stage, identity, staged_path
+
+    class Unsaveable:
+        def save(self, path):
+            raise OSError(28, "No space left on device", path)
+
+    stage = str(tmp_path / "teacher")
+    begin_stage(stage, "teacher", identity({"epochs": 1}, {}), retrain=False)
+    open(staged_path(stage, "history.csv"), "w").write("epoch\n0\n")
+    finish_stage(stage, {"model": "tiny"}, identity({"epochs": 1}, {}))
+    before = files_of(stage)
+    begin_stage(stage, "teacher", identity({"epochs": 2}, {}), retrain=True)
+    open(staged_path(stage, "history.csv"), "w").write("epoch\n0\n1\n")  # as fit writes it
+    with pytest.raises(OSError, match="No space left"):
+        finish_stage(stage, {"model": "tiny"}, identity({"epochs": 2}, {}), model=Unsaveable())
+    assert {k: v for k, v in files_of(stage).items() if not k.startswith("resume")} == before
+    assert json.loads(before["config.json"])["files_sha256"]["history.csv"]  # recorded, so checked when read
+
+
+def test_a_resume_under_another_backend_is_refused_and_other_code_is_named(finished_run, finished_run_template):
+    run, npz = finished_run, finished_run_template[0]
+    args = [f"--data={npz}", f"--run_dir={run}", "--epochs=1", *TEACHER]
+    teacher = os.path.join(run, "teacher")
+    config = json.load(open(os.path.join(teacher, "config.json")))
+    # As if the teacher's first run had been killed after epoch 0 under JAX and Keras 3.0.0.
+    os.rename(os.path.join(teacher, "config.json"), os.path.join(teacher, "finished.json"))
+    os.makedirs(os.path.join(teacher, "resume"))
+    marker = dict(config["identity"], environment={"backend": "jax", "keras": "3.0.0"})
+    json.dump(marker, open(os.path.join(teacher, "resume", "identity.json"), "w"))
+    json.dump({"epoch": 0, "best_epoch": 0}, open(os.path.join(teacher, "resume", "latest.json"), "w"))
+    error = one_line_error(run_script("train_teacher.py", *args, check=False))
+    assert f"cannot resume {teacher}: its checkpoints were made with other settings or inputs: " in error
+    assert 'environment.backend "jax" (now "' in error and 'environment.keras "3.0.0" (now "' in error
+    # The finished teacher made by other code: still nothing to do, and said so.
+    shutil.rmtree(os.path.join(teacher, "resume"))
+    config["sources"]["noisy/training.py"] = "0" * 16
+    json.dump(config, open(os.path.join(teacher, "config.json"), "w"))
+    out = run_script("train_teacher.py", *args)
+    assert "nothing to do" in out.stdout and "by other code: noisy/training.py differ" in out.stdout
+
+
+def test_arm_6_scores_a_student_whose_teacher_is_a_student(finished_run, tmp_path):
+    """A second round: RUN_DIR/teacher is the first round's student (a link)."""
+    run, second = finished_run, str(tmp_path / "round2")
+    os.makedirs(second)
+    os.symlink(os.path.join(run, "data"), os.path.join(second, "data"))
+    os.symlink(os.path.join(run, "student"), os.path.join(second, "teacher"))
+    run_script("pseudo_label.py", f"--run_dir={second}", "--threshold=0.0")
+    run_script("train_student.py", f"--run_dir={second}", "--epochs=1", "--batch_size=32")
+    run_script("evaluate.py", f"--run_dir={second}", "--severities=()", "--plots=False")
+    results = json.load(open(os.path.join(second, "results.json")))
+    assert results["students"] == ["student"] and results["teacher"]["run_id"] == \
+        json.load(open(os.path.join(run, "student", "config.json")))["run_id"]
+
+
+def test_two_processes_never_hold_one_lock(tmp_path):
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from noisy.locks import lock; from noisy.errors "
+            "import UserError\ntry:\n lock(sys.argv[2]); print('held', flush=True); time.sleep(1.5)\n"
+            "except UserError: print('refused', flush=True)")
+    processes = [subprocess.Popen([sys.executable, "-c", code, REPO, str(tmp_path / "stage")], stdout=subprocess.PIPE,
+                                  text=True) for _ in range(6)]
+    answers = sorted(p.communicate()[0].strip() for p in processes)
+    assert answers == ["held"] + ["refused"] * 5
+
+
+def test_a_student_folder_may_not_take_a_stage_or_results_key_name(tmp_path):
+    for name in ("teacher", "settings", "students", "a/b"):
+        with pytest.raises(UserError, match=rf"--student='{name}': expected a folder name"):
+            RunDir(str(tmp_path)).stage("student", {}, folder=name)
+    lock(str(tmp_path / "x"))
