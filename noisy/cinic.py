@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
 import warnings
 
 import keras
@@ -30,14 +31,22 @@ from noisy.files import save_json
 from noisy.images import cache_image_folder
 from noisy.errors import UserError
 
-# The URL the dataset's README gives (github.com/BayesWatch/cinic-10, "Download"); the
-# record is doi:10.7488/ds/2448 (datashare.ed.ac.uk/handle/10283/3192).
-CINIC10_URL = "https://datashare.is.ed.ac.uk/bitstream/handle/10283/3192/CINIC-10.tar.gz"
+# Where the tarball is fetched from, in this order; the record is doi:10.7488/ds/2448
+# (datashare.ed.ac.uk/handle/10283/3192). The data repository moved to new software: the
+# first address is the new one, which a maintained public downloader fetches (it records
+# the same md5 and size as below); the second is the URL the dataset's README gives
+# (github.com/BayesWatch/cinic-10, "Download"), the old software's, tried when the first
+# fails. Either must give the same tarball: the md5 is checked whichever serves it. The new
+# address ends in `/content`, so the file is saved under ARCHIVE_NAME, not its URL's name.
+CINIC10_URLS = (
+    "https://datashare.ed.ac.uk/server/api/core/bitstreams/e8e186cc-2688-48f1-aa5a-3fda1a43f8b6/content",
+    "https://datashare.is.ed.ac.uk/bitstream/handle/10283/3192/CINIC-10.tar.gz",
+)
 # Neither the README nor the paper publishes a checksum. This md5 is the one that many
 # public CINIC-10 loaders (torchvision-style classes, `tgz_md5`) check the same tarball
 # against; no sha256 is published anywhere we found. None skips the check.
 CINIC10_MD5 = "6ee4d0c996905fe93221de577967a372"
-CINIC10_BYTES = 687_544_992  # the tarball's size as one public downloader records it (656 MiB)
+CINIC10_BYTES = 687_544_992  # the tarball's size as that downloader records it (656 MiB)
 ARCHIVE_NAME = "CINIC-10.tar.gz"  # get_file extracts it to <cache>/datasets/CINIC-10_extracted/
 SPLITS = ("train", "valid", "test")
 IMAGENET_NAME = re.compile(r"n\d{8}_\d+\.png")  # <synset>_<number>.png; CIFAR-10 files never match
@@ -68,49 +77,75 @@ def _exclusive(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def download_cinic10(cache_dir=None, url=CINIC10_URL, file_hash=CINIC10_MD5):
+def _fetch(url, datadir, file_hash):
+    """get_file's download from `url` (or the tarball it cached), checked against `file_hash`
+    and extracted; the folder in it that holds the splits."""
+    with warnings.catch_warnings():  # a file that is no archive: reported below instead
+        warnings.filterwarnings("ignore", message="Could not extract archive")
+        # fname keeps the name ARCHIVE_NAME whatever the URL ends in. An absolute cache_subdir
+        # pins the folder (get_file would fall back to /tmp for a cache_dir it cannot write to).
+        returned = keras.utils.get_file(ARCHIVE_NAME, origin=url, file_hash=file_hash, extract=True,
+                                        cache_dir=datadir, cache_subdir=datadir)
+    root = _split_root(returned)
+    if not os.path.isdir(returned):
+        raise ValueError("the download is not a tar or zip archive")
+    if root is None:
+        raise ValueError(f"the archive holds no folder with {', '.join(s + '/' for s in SPLITS)}")
+    return root
+
+
+def _failure(where, error):
+    """One brief phrase for what failed at `where` (a URL, a folder): the error's type and first line."""
+    text = str(error).strip().splitlines()
+    text = text[0] if text else ""
+    text = text.replace(f"URL fetch failure on {where}: ", "URL fetch failure: ")  # the URL is named already
+    return f"{where} ({type(error).__name__}: {text})"
+
+
+def download_cinic10(cache_dir=None, urls=CINIC10_URLS, file_hash=CINIC10_MD5):
     """Download and unpack CINIC-10 once; return the folder that holds train/ valid/ test/.
 
-    `keras.utils.get_file` keeps the tarball as `<cache>/datasets/CINIC-10.tar.gz`, checks
-    `file_hash` (md5 or sha256; None = no check) and extracts it into
-    `<cache>/datasets/CINIC-10_extracted/`. get_file extracts again on every call, so a
-    `.complete` file written after a whole extraction makes later calls return at once.
-    Any failure is one UserError naming the URL and what to use instead."""
+    `urls` (one URL or several) are tried in order until one gives the tarball.
+    `keras.utils.get_file` keeps it as `<cache>/datasets/CINIC-10.tar.gz`, checks `file_hash`
+    (md5 or sha256; None = no check) and extracts it into `<cache>/datasets/CINIC-10_extracted/`;
+    a tarball already there that passes the check is used without a download. A download that
+    fails the check is never extracted; it, and whatever a failed address left, is removed
+    before the next address is tried, and a later run fetches it again. get_file extracts again
+    on every call, so a `.complete` file written after a whole extraction makes later calls
+    return at once. If every address fails, one UserError names each with its failure, and
+    what to use instead."""
+    urls = (urls,) if isinstance(urls, str) else tuple(urls)
     datadir = _keras_cache(cache_dir)
+    archive = os.path.join(datadir, ARCHIVE_NAME)
     extracted = os.path.join(datadir, ARCHIVE_NAME.split(".")[0] + "_extracted")
     done = os.path.join(extracted, ".complete")
     root = _split_root(extracted) if os.path.isfile(done) else None
     if root:
         return root
+    failures = []
     try:
         os.makedirs(datadir, exist_ok=True)
         with _exclusive(os.path.join(datadir, ARCHIVE_NAME + ".lock")):
             root = _split_root(extracted) if os.path.isfile(done) else None  # another process finished it
             if root:
                 return root
-            with warnings.catch_warnings():  # a file that is no archive: reported below instead
-                warnings.filterwarnings("ignore", message="Could not extract archive")
-                # An absolute cache_subdir pins the folder (get_file would fall back to /tmp
-                # for a cache_dir it cannot write to).
-                returned = keras.utils.get_file(ARCHIVE_NAME, origin=url, file_hash=file_hash, extract=True,
-                                                cache_dir=datadir, cache_subdir=datadir)
-            root = _split_root(returned)
-            if not os.path.isdir(returned):
-                raise ValueError("the download is not a tar or zip archive")
-            if root is None:
-                raise ValueError(f"the archive holds no folder with {', '.join(s + '/' for s in SPLITS)}")
-            save_json(done, {"url": url, "file_hash": file_hash, "root": root})
-            return root
-    except Exception as e:  # urllib, tarfile, hash and OS errors, wrapped by get_file in several types
-        archive = os.path.join(datadir, ARCHIVE_NAME)
-        if os.path.isfile(archive):
-            os.remove(archive)  # a broken or wrong download: the next run fetches it again
-        text = str(e).strip().splitlines()
-        raise UserError(f"CINIC-10: could not download or unpack {url} ({type(e).__name__}: "
-                        f"{text[0] if text else ''}); use --unlabeled=<your folder of images> (a CINIC-10 folder "
-                        "already on disk works the same way), or train the teacher with train_teacher.py --num_labeled=4000 in a "
-                        "new --run_dir (the standard semi-supervised split of CIFAR-10, whose unlabeled rest becomes "
-                        "the pool)") from None
+            for url in urls:
+                try:
+                    root = _fetch(url, datadir, file_hash)
+                except Exception as e:  # urllib, tarfile, hash and OS errors, wrapped by get_file in several types
+                    failures.append(_failure(url, e))
+                    if os.path.isfile(archive):
+                        os.remove(archive)  # a broken or wrong download: not kept, nor found by the next URL
+                    shutil.rmtree(extracted, ignore_errors=True)  # nor any part of it unpacked
+                    continue
+                save_json(done, {"url": url, "file_hash": file_hash, "root": root})
+                return root
+    except OSError as e:  # the cache folder or its lock
+        failures.append(_failure(f"the cache folder {datadir}", e))
+    raise UserError(f"CINIC-10: could not download or unpack it: {'; then '.join(failures) or 'no URL given'}; "
+                    "use --unlabeled=<your folder of images> (a CINIC-10 folder already on disk works the same "
+                    "way), or train the teacher with train_teacher.py --num_labeled=4000 in a new --run_dir (the "
+                    "standard semi-supervised split of CIFAR-10, whose unlabeled rest becomes the pool)")
 
 
 def imagenet_files(folder):

@@ -1,5 +1,6 @@
-"""CINIC-10 as the unlabeled pool: download through keras.utils.get_file from a file://
-tarball (no network), errors as one line, only ImageNet files, per-class sampling."""
+"""CINIC-10 as the unlabeled pool: download through keras.utils.get_file from file://
+tarballs (no network), its addresses tried in order with the hash checked for each, errors
+as one line, only ImageNet files, per-class sampling."""
 import hashlib
 import os
 import tarfile
@@ -57,7 +58,7 @@ def assert_one_line_with_alternatives(error, url):
 def test_download_verifies_extracts_and_reuses_the_cache(cinic_tarball, tmp_path):
     archive, url, digest = cinic_tarball
     cache = str(tmp_path / "keras")
-    root = cinic.download_cinic10(cache, url=url, file_hash=digest)
+    root = cinic.download_cinic10(cache, urls=url, file_hash=digest)
     assert root == os.path.join(cache, "datasets", "CINIC-10_extracted")  # where get_file extracts
     assert os.path.isfile(os.path.join(cache, "datasets", "CINIC-10.tar.gz"))  # the download is kept
     assert sorted(os.listdir(os.path.join(root, "valid"))) == sorted(CLASSES)
@@ -66,13 +67,13 @@ def test_download_verifies_extracts_and_reuses_the_cache(cinic_tarball, tmp_path
 
     os.remove(archive)  # the source is gone: a second call must not need it, nor extract again
     os.remove(os.path.join(cache, "datasets", "CINIC-10.tar.gz"))
-    assert cinic.download_cinic10(cache, url=url, file_hash=digest) == root
+    assert cinic.download_cinic10(cache, urls=url, file_hash=digest) == root
 
 
 def test_md5_is_accepted_as_the_hash(cinic_tarball, tmp_path):
     archive, url, _ = cinic_tarball
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    root = cinic.download_cinic10(str(tmp_path / "keras"), url=url, file_hash=md5)
+    root = cinic.download_cinic10(str(tmp_path / "keras"), urls=url, file_hash=md5)
     assert os.path.isdir(os.path.join(root, "train", "bird"))
 
 
@@ -81,7 +82,7 @@ def test_a_tarball_with_a_top_folder_is_found(tmp_path):
     archive = tmp_path / "CINIC-10.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree, arcname="CINIC-10")
-    root = cinic.download_cinic10(str(tmp_path / "keras"), url=archive.as_uri(), file_hash=None)
+    root = cinic.download_cinic10(str(tmp_path / "keras"), urls=archive.as_uri(), file_hash=None)
     assert root.endswith(os.path.join("CINIC-10_extracted", "CINIC-10"))
 
 
@@ -89,18 +90,18 @@ def test_wrong_hash_is_one_line_naming_url_and_alternatives(cinic_tarball, tmp_p
     _, url, digest = cinic_tarball
     cache = str(tmp_path / "keras")
     with pytest.raises(UserError) as error:
-        cinic.download_cinic10(cache, url=url, file_hash="0" * 64)
+        cinic.download_cinic10(cache, urls=url, file_hash="0" * 64)
     assert_one_line_with_alternatives(error, url)
     assert "hash" in str(error.value)
     assert not os.path.exists(os.path.join(cache, "datasets", "CINIC-10.tar.gz"))  # the wrong file is not kept
     assert not os.path.exists(os.path.join(cache, "datasets", "CINIC-10_extracted"))
-    assert os.path.isdir(os.path.join(cinic.download_cinic10(cache, url=url, file_hash=digest), "test"))
+    assert os.path.isdir(os.path.join(cinic.download_cinic10(cache, urls=url, file_hash=digest), "test"))
 
 
 def test_missing_file_is_one_line_naming_url_and_alternatives(tmp_path):
     url = (tmp_path / "nowhere" / "CINIC-10.tar.gz").as_uri()
     with pytest.raises(UserError) as error:
-        cinic.download_cinic10(str(tmp_path / "keras"), url=url, file_hash=None)
+        cinic.download_cinic10(str(tmp_path / "keras"), urls=url, file_hash=None)
     assert_one_line_with_alternatives(error, url)
 
 
@@ -109,10 +110,113 @@ def test_a_file_that_is_no_archive_is_refused_and_not_kept(tmp_path):
     served.write_bytes(b"<html>the repository is down for maintenance</html>")
     cache = str(tmp_path / "keras")
     with pytest.raises(UserError) as error:
-        cinic.download_cinic10(cache, url=served.as_uri(), file_hash=None)
+        cinic.download_cinic10(cache, urls=served.as_uri(), file_hash=None)
     assert_one_line_with_alternatives(error, served.as_uri())
     assert "not a tar or zip archive" in str(error.value)
     assert not os.path.exists(os.path.join(cache, "datasets", "CINIC-10.tar.gz"))
+
+
+@pytest.fixture
+def get_file_calls(monkeypatch):
+    """The URL of each keras.utils.get_file call, in order, and whether CINIC-10.tar.gz was in
+    the cache when it was made (a wrong download left there would meet the next URL)."""
+    calls, real = [], cinic.keras.utils.get_file
+
+    def recording(fname, origin, cache_subdir, **kwargs):
+        calls.append((origin, os.path.exists(os.path.join(cache_subdir, fname))))
+        return real(fname, origin=origin, cache_subdir=cache_subdir, **kwargs)
+
+    monkeypatch.setattr(cinic.keras.utils, "get_file", recording)
+    return calls
+
+
+def other_tarball(tmp_path):
+    """A CINIC-shaped tarball unlike cinic_tarball's (other bytes, a marker file): a wrong one."""
+    tree = make_cinic_tree(tmp_path / "other_tree")
+    open(os.path.join(tree, "train", "WRONG"), "w").close()
+    archive = tmp_path / "elsewhere" / "content"  # named like the new address's last part
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in cinic.SPLITS:
+            tar.add(os.path.join(tree, split), arcname=split)
+    return archive
+
+
+def test_the_urls_are_the_new_address_then_the_old():
+    assert cinic.CINIC10_URLS == (
+        "https://datashare.ed.ac.uk/server/api/core/bitstreams/e8e186cc-2688-48f1-aa5a-3fda1a43f8b6/content",
+        "https://datashare.is.ed.ac.uk/bitstream/handle/10283/3192/CINIC-10.tar.gz")
+    assert cinic.CINIC10_MD5 == "6ee4d0c996905fe93221de577967a372"
+    assert cinic.download_cinic10.__defaults__ == (None, cinic.CINIC10_URLS, cinic.CINIC10_MD5)
+
+
+def test_a_missing_first_url_falls_back_to_the_second(cinic_tarball, tmp_path, get_file_calls):
+    archive, second, _ = cinic_tarball
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    first = (tmp_path / "moved" / "content").as_uri()
+    cache = str(tmp_path / "keras")
+    root = cinic.download_cinic10(cache, urls=(first, second), file_hash=md5)
+    assert [url for url, _ in get_file_calls] == [first, second]
+    assert os.path.isdir(os.path.join(root, "test", "truck"))
+    saved = os.path.join(cache, "datasets", "CINIC-10.tar.gz")
+    assert hashlib.md5(open(saved, "rb").read()).hexdigest() == md5
+
+
+def test_a_wrong_md5_from_the_first_url_is_refused_and_the_second_used(cinic_tarball, tmp_path, get_file_calls):
+    archive, second, _ = cinic_tarball
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    first = other_tarball(tmp_path).as_uri()  # a whole CINIC-shaped tarball, but not the one the md5 names
+    cache = str(tmp_path / "keras")
+    root = cinic.download_cinic10(cache, urls=(first, second), file_hash=md5)
+    assert get_file_calls == [(first, False), (second, False)]  # the wrong file was gone before the second URL
+    saved = os.path.join(cache, "datasets", "CINIC-10.tar.gz")
+    assert hashlib.md5(open(saved, "rb").read()).hexdigest() == md5  # the cache holds the right tarball
+    assert not os.path.exists(os.path.join(root, "train", "WRONG"))  # and only it was unpacked
+    assert sorted(os.listdir(os.path.join(cache, "datasets"))) == ["CINIC-10.tar.gz", "CINIC-10.tar.gz.lock",
+                                                                   "CINIC-10_extracted"]
+
+
+def test_when_both_urls_fail_one_line_names_both(cinic_tarball, tmp_path, get_file_calls):
+    _, second, _ = cinic_tarball
+    first = (tmp_path / "moved" / "content").as_uri()
+    cache = str(tmp_path / "keras")
+    with pytest.raises(UserError) as error:
+        cinic.download_cinic10(cache, urls=(first, second), file_hash="0" * 32)  # the second: a wrong md5
+    text = str(error.value)
+    assert_one_line_with_alternatives(error, first)
+    assert second in text and text.index(first) < text.index(second)
+    assert "No such file" in text[text.index(first):text.index(second)]  # each URL with its own failure
+    assert "hash" in text[text.index(second):]
+    assert [url for url, _ in get_file_calls] == [first, second]
+    assert not os.path.exists(os.path.join(cache, "datasets", "CINIC-10.tar.gz"))  # nothing wrong kept
+    assert not os.path.exists(os.path.join(cache, "datasets", "CINIC-10_extracted"))
+
+
+def test_a_good_first_url_leaves_the_second_alone_and_the_cache_is_reused(cinic_tarball, tmp_path,
+                                                                          get_file_calls):
+    tarball, _, _ = cinic_tarball
+    md5 = hashlib.md5(tarball.read_bytes()).hexdigest()
+    archive = tmp_path / "new" / "content"  # served as the new address serves it, with no file name
+    archive.parent.mkdir()
+    archive.write_bytes(tarball.read_bytes())
+    first = archive.as_uri()
+    other = other_tarball(tmp_path)
+    second = other.as_uri()
+    cache = str(tmp_path / "keras")
+    root = cinic.download_cinic10(cache, urls=(first, second), file_hash=md5)
+    assert [url for url, _ in get_file_calls] == [first]  # the second is never contacted
+    assert not os.path.exists(os.path.join(root, "train", "WRONG"))
+    assert os.path.isfile(os.path.join(cache, "datasets", "CINIC-10.tar.gz"))  # saved by its name, not "content"
+    assert not os.path.exists(os.path.join(cache, "datasets", "content"))
+
+    # Unpacking interrupted (no .complete), both sources gone: the cached tarball, whose md5
+    # is right, is unpacked again without a download (one would fail: nothing is served).
+    os.remove(os.path.join(root, ".complete"))
+    os.remove(archive)
+    os.remove(other)
+    assert cinic.download_cinic10(cache, urls=(first, second), file_hash=md5) == root
+    assert get_file_calls == [(first, False), (first, True)]
+    assert os.path.isfile(os.path.join(root, ".complete"))
 
 
 def test_only_imagenet_files_are_taken(tmp_path):
@@ -176,7 +280,7 @@ def test_cinic_pool_from_a_folder(tmp_path):
 def test_cinic_pool_downloads(cinic_tarball, tmp_path):
     _, url, digest = cinic_tarball
     cache = str(tmp_path / "keras")
-    cinic.download_cinic10(cache, url=url, file_hash=digest)  # the pool then finds it in the cache
+    cinic.download_cinic10(cache, urls=url, file_hash=digest)  # the pool then finds it in the cache
     _, count, _, classes = cinic.cinic_pool("cinic10", per_class=0, seed=0, cache_root=str(tmp_path / "pool"),
                                             size=32, download_dir=cache, file_hash=digest)
     assert count == 36 and [classes.count(c) for c in CLASSES] == [12, 9, 15]
@@ -193,4 +297,4 @@ def test_an_archive_without_the_splits_is_refused(tmp_path):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "readme.txt", arcname="readme.txt")
     with pytest.raises(UserError, match="holds no folder with train/, valid/, test/"):
-        cinic.download_cinic10(str(tmp_path / "keras"), url=archive.as_uri(), file_hash=None)
+        cinic.download_cinic10(str(tmp_path / "keras"), urls=archive.as_uri(), file_hash=None)

@@ -224,7 +224,8 @@ def test_without_a_pool_in_the_split_the_default_is_cinic10_imagenet_images_only
     offline = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9",
                "HTTPS_PROXY": "http://127.0.0.1:9"}
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", check=False, env=offline))
-    assert "CINIC-10: could not download or unpack https://datashare.is.ed.ac.uk/" in error
+    assert "CINIC-10: could not download or unpack it: https://datashare.ed.ac.uk/server/api/" in error
+    assert "; then https://datashare.is.ed.ac.uk/bitstream/" in error  # the new address first, then the old
     assert "--unlabeled=<your folder of images>" in error and "--num_labeled=4000" in error
     # A CINIC-10 folder on disk: only its <synset>_<number>.png files, drawn per class.
     cinic = tmp_path / "CINIC-10"
