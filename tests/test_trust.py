@@ -1,4 +1,4 @@
-"""What a run guarantees (README): a stage's outputs match its settings and inputs, no
+"""What a run guarantees (docs/RUNS.md): a stage's outputs match its settings and inputs, no
 failure destroys finished work, one run per stage, and every failure is one line."""
 import json
 import os
