@@ -1,4 +1,5 @@
-"""One prepared GPU benchmark that ends within 8 minutes (issue #19, item 4): (a) training
+"""One prepared GPU benchmark (a recipe for one machine, built from bench/throughput.py's
+parts) that ends within 8 minutes (issue #19, item 4): (a) training
 images/s of the article's noised ResNet50 (dropout 0.5, survival 0.8) in bfloat16 with
 XLA, input noise on the device or in CPU workers, with the fraction of the bf16 peak and
 the GPU's busy fraction; (c) labeling images/s; (b) the `cpu` configuration's six arms of
@@ -52,11 +53,8 @@ budget finishes more: add --effect_args='("--student_images=300000",)'.
 import glob
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tarfile
-import threading
 import time
 
 import numpy as np
@@ -64,6 +62,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import noisy  # noqa: E402  (lazy: the parent process never imports Keras)
+from bench.throughput import PEAKS, GpuBusy, device_name, forward_flops, run_child, step_clock  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
 MODEL = "resnet50"          # preset to measure in parts a and c
@@ -94,7 +93,6 @@ PART = ""                   # internal: '' runs everything; 'train' / 'label' is
 PART_SECONDS = 0.0          # internal: the child's budget
 # ------------------------------------------------------------------------------
 
-PEAKS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L4": 121.0, "A10": 125.0, "V100": 125.0}
 DRY = dict(MODEL="tiny", BATCH_SIZES=(32, 64), STEPS=4, STREAM_WORKERS=2, LABEL_IMAGES=1024, LABEL_BATCH=256,
            EFFECT_CONFIG="smoke", WORK="/tmp/gpu-bench-dry", TOTAL_SECONDS=240, TRAIN_SECONDS=90, LABEL_SECONDS=30)
 
@@ -105,65 +103,6 @@ def report(text):
     if OUT:
         with open(OUT, "a") as f:
             f.write(text + "\n")
-
-
-def forward_flops(model):
-    total = 0
-    for layer in model.layers:
-        if layer.__class__.__name__ == "Conv2D":
-            _, h, w, c_out = layer.output.shape
-            kh, kw = layer.kernel_size
-            total += 2 * h * w * kh * kw * layer.input.shape[-1] * c_out
-        elif layer.__class__.__name__ == "Dense":
-            total += 2 * layer.input.shape[-1] * layer.units
-    return total
-
-
-def device_name():
-    import keras
-    if keras.backend.backend() == "jax":
-        import jax
-        return jax.devices()[0].device_kind
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        gpus = tf.config.list_physical_devices("GPU")
-        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else "CPU"
-    return keras.backend.backend()
-
-
-class GpuBusy:
-    """Mean GPU utilization (%) from `nvidia-smi ... -lms interval` in a background process,
-    between start() and stop(); stop() returns the text to report."""
-
-    def __init__(self, interval_ms=200):
-        self.interval_ms, self.process, self.samples = interval_ms, None, []
-
-    def start(self):
-        if shutil.which("nvidia-smi") is None or self.process:
-            return
-        self.process = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                         f"-lms={self.interval_ms}"], stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, text=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            try:
-                self.samples.append(float(line.split(",")[0]))
-            except ValueError:
-                pass
-
-    def stop(self):
-        if shutil.which("nvidia-smi") is None:
-            return "GPU busy n/a (no nvidia-smi)"
-        if self.process:
-            self.process.terminate()
-            self.process.wait()
-            self.reader.join(timeout=2)
-        if not self.samples:
-            return "GPU busy n/a (no samples)"
-        return f"GPU busy {np.mean(self.samples):.0f}% (mean of {len(self.samples)} samples, min {min(self.samples):.0f}%)"
 
 
 # ------------------------------------------------------------------------------ child parts
@@ -189,34 +128,6 @@ def train_part(deadline):
             continue
         keras.backend.clear_session()
         setup = train_one(batch, augment, time.time() + left / (len(runs) - k), rng, flops, peak)
-
-
-def step_clock(deadline, min_steps):
-    """A callback that times the steps after the first of fit or predict (from the first
-    step's end: compilation and worker start-up excluded), samples the GPU's busy fraction
-    meanwhile, and stops the loop at `deadline` once `min_steps` are done."""
-    import keras
-
-    class StepClock(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.steps, self.first, self.busy = 0, None, GpuBusy()
-
-        def tick(self):
-            self.steps += 1
-            if self.steps == 1:
-                self.first = time.time()
-                self.busy.start()
-            elif time.time() > deadline and self.steps >= min_steps:
-                self.model.stop_training = self.model.stop_predicting = True
-
-        def on_train_batch_end(self, step, logs=None):
-            self.tick()
-
-        def on_predict_batch_end(self, step, logs=None):
-            self.tick()
-
-    return StepClock()
 
 
 def train_one(batch, augment, deadline, rng, flops, peak):
@@ -271,40 +182,6 @@ def label_part(deadline):
 
 
 # ------------------------------------------------------------------------------ the parent
-def run_child(command, seconds, prefix="  ", quiet=False):
-    """Run `command`, reporting its output lines as they come (unless quiet); kill its
-    whole process group after `seconds`. Returns (exit code or None if killed, wall seconds)."""
-    start = time.time()
-    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True,
-                             env=dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3"))
-
-    def relay():
-        for line in child.stdout:
-            if not quiet:
-                report(prefix + line.rstrip())
-
-    reader = threading.Thread(target=relay, daemon=True)
-    reader.start()
-    try:
-        code = child.wait(timeout=max(seconds, 1))
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGTERM)
-        try:
-            child.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-        code = None
-    reader.join(timeout=5)
-    elapsed = time.time() - start
-    if code is None:
-        report(f"{prefix}(stopped at its budget of {seconds:.0f} s)")
-    elif code:
-        report(f"{prefix}(exit code {code} after {elapsed:.0f} s)")
-    return code, elapsed
-
-
 def prepare_data():
     """The labeled source for effect.py: DATA unpacked into WORK if a tarball; a tiny
     synthetic .npz for a dry run without DATA."""
@@ -336,11 +213,11 @@ def effect_part(data, seconds):
     report(f"$ {' '.join(command[1:])}")
     busy = GpuBusy(interval_ms=1000)
     busy.start()
-    code, elapsed = run_child(command, seconds)
+    code, elapsed = run_child(command, seconds, report)
     report(f"effect.py: {'finished' if code == 0 else 'stopped'} after {elapsed:.0f} s wall; {busy.stop()}")
     if code != 0 and os.path.isdir(out):  # the table of what finished, phases killed mid-way included
         run_child([sys.executable, os.path.join(REPO, "bench", "effect.py"), f"--config={EFFECT_CONFIG}",
-                   "--seeds=(0,)", f"--out={out}", "--table_only=True"], 20, quiet=True)
+                   "--seeds=(0,)", f"--out={out}", "--table_only=True"], 20, report, quiet=True)
     logs = sorted(glob.glob(os.path.join(out, "seed0", "*", "log-*.txt")))
     report("stage times (from the logs):")
     total = 0
@@ -386,7 +263,7 @@ def main():
                                ("label", "c: labeling images/s", LABEL_SECONDS)):
         seconds = min(budget, left() - FINISH_SECONDS)
         report(f"== part {name} (budget {seconds:.0f} s)")
-        run_child([*this, f"--part={part}", f"--part_seconds={seconds}"], seconds)
+        run_child([*this, f"--part={part}", f"--part_seconds={seconds}"], seconds, report)
     if data:
         seconds = left() - FINISH_SECONDS
         report(f"== part b: effect.py's '{EFFECT_CONFIG}' arms, seed 0 (budget {seconds:.0f} s)")

@@ -12,14 +12,15 @@ The table (sweep.md) is rewritten after every finished stage, so a run stopped a
 limit still leaves what it measured.
 """
 import concurrent.futures
-import csv
 import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.effect import CONFIGS, done, epochs_for, link, require_arguments, run, student_settings  # noqa: E402
+from bench.configs import CONFIGS  # noqa: E402
+from bench.runner import best_val, done, epochs_for, link, require_arguments, run, student_settings  # noqa: E402
+from noisy.errors import UserError  # noqa: E402
 from noisy.settings import configure  # noqa: E402
 from noisy.errors import install_error_hook, require  # noqa: E402
 
@@ -76,16 +77,6 @@ STUDENTS = {
 }
 
 
-def best_val(stage_dir):
-    """(best val_accuracy, its epoch, epochs run) from a stage's history.csv (while it
-    trains, the live one in its resume/ folder)."""
-    live = os.path.join(stage_dir, "resume", "history.csv")
-    with open(live if os.path.isfile(live) else os.path.join(stage_dir, "history.csv")) as f:
-        rows = list(csv.DictReader(f))
-    best = max(rows, key=lambda r: float(r["val_accuracy"]))
-    return float(best["val_accuracy"]), int(best["epoch"]), len(rows)
-
-
 def write_report(rows, started):
     path = REPORT or os.path.join(OUT, "sweep.md")
     lines = [f"# Student variants on the validation split (config '{CONFIG}')", "",
@@ -114,8 +105,8 @@ def stage(script, run_dir, args, row, rows, started):
             with open(os.path.join(run_dir, "pseudo", "summary.json")) as f:
                 s = json.load(f)
             row.update(val=f"kept {s['kept']} at {s['accuracy_kept']:.1%} correct, {s['balanced']} balanced")
-    except SystemExit as e:
-        print(e, flush=True)
+    except UserError as e:  # a failed stage is a row of the table, not the end of the sweep
+        print(f"error: {e}", flush=True)
     row["seconds"] = time.time() - start
     rows.append(row)
     write_report(rows, started)

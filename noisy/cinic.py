@@ -17,8 +17,6 @@ each pool row: ImageNet-derived labels (synset -> class, by CINIC's mapping, not
 by hand), good for reporting how often the teacher's pseudo-labels agree with them, never
 used for training.
 """
-import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -30,6 +28,7 @@ import numpy as np
 from noisy.files import save_json
 from noisy.images import cache_image_folder
 from noisy.errors import UserError
+from noisy.locks import locked
 
 # Where the tarball is fetched from, in this order; the record is doi:10.7488/ds/2448
 # (datashare.ed.ac.uk/handle/10283/3192). The data repository moved to new software: the
@@ -64,17 +63,6 @@ def _split_root(folder):
         return None
     candidates = [folder] + sorted(os.path.join(folder, d) for d in os.listdir(folder))
     return next((c for c in candidates if all(os.path.isdir(os.path.join(c, s)) for s in SPLITS)), None)
-
-
-@contextlib.contextmanager
-def _exclusive(path):
-    """Hold an advisory lock on `path`: shard runs that start together download once."""
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _fetch(url, datadir, file_hash):
@@ -125,7 +113,7 @@ def download_cinic10(cache_dir=None, urls=CINIC10_URLS, file_hash=CINIC10_MD5):
     failures = []
     try:
         os.makedirs(datadir, exist_ok=True)
-        with _exclusive(os.path.join(datadir, ARCHIVE_NAME + ".lock")):
+        with locked(datadir, ARCHIVE_NAME + ".lock"):  # shard runs that start together download once
             root = _split_root(extracted) if os.path.isfile(done) else None  # another process finished it
             if root:
                 return root

@@ -8,6 +8,7 @@ message a second process gets. `wait=True` queues instead of refusing (the CINIC
 download: shard runs that start together download once).
 """
 import atexit
+import contextlib
 import fcntl
 import json
 import os
@@ -57,3 +58,13 @@ def _holder(path):
         return holder if isinstance(holder, dict) else {}
     except (OSError, ValueError):
         return {}  # being written at this instant, or damaged: the message says '?'
+
+
+@contextlib.contextmanager
+def locked(folder, name=".lock"):
+    """Hold `folder/name` for a block, waiting for another holder to finish first."""
+    lock(folder, name, wait=True)
+    try:
+        yield
+    finally:
+        unlock(os.path.join(folder, name))

@@ -262,8 +262,7 @@ class RunDir:
     def teacher(self, split=None):
         """The finished teacher (RUN_DIR/teacher: a teacher, or a student become the
         teacher of a second round), made from this split."""
-        teacher = self.finished("teacher", "teacher") if self._kind("teacher") == "teacher" \
-            else self.finished("teacher", "student")
+        teacher = self.finished("teacher", "student" if self._kind("teacher") == "student" else "teacher")
         teacher.what_of = "teacher"
         self._same_split(teacher, split or self.data())
         return teacher

@@ -1,18 +1,30 @@
-"""The experiment runner's table (bench/effect.py) from finished and unfinished arms."""
+"""The experiment runner (bench/effect.py) and its table (bench/table.py) from finished
+and unfinished arms, and the record that keeps a run folder's table the table of what it
+says."""
 import json
 import os
 
 import numpy as np
 import pytest
 
-import bench.effect as effect
+import bench.runner as runner
+from bench import arms, table
+from bench.configs import CONFIGS, resolve
+from conftest import run_script
+from noisy.errors import UserError
 
 
 @pytest.fixture
-def out(tmp_path, monkeypatch):
-    monkeypatch.setattr(effect, "OUT", str(tmp_path))
-    monkeypatch.setattr(effect, "CONFIG", "cpu")
+def out(tmp_path):
     return tmp_path
+
+
+def arm_dirs(out, seed):
+    return [arms.folder(str(out), seed, arm) for arm in (1, 2, 5, 6)]
+
+
+def write_table(out, results, seconds):
+    table.write_table(str(out), "cpu", results, seconds)
 
 
 def write_json(path, value):
@@ -22,7 +34,7 @@ def write_json(path, value):
 
 
 def test_collect_reads_the_arms_and_rounds_that_have_finished(out):
-    a, b, c, d = effect.arm_dirs(0)
+    a, b, c, d = arm_dirs(out, 0)
     write_json(os.path.join(b, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.69}})
     write_json(os.path.join(b, "pseudo", "summary.json"), {"kept": 41000, "balanced": 30000, "accuracy_kept": 0.675})
     os.makedirs(os.path.join(b, "data"))
@@ -30,17 +42,17 @@ def test_collect_reads_the_arms_and_rounds_that_have_finished(out):
     np.save(os.path.join(b, "pseudo", "indices.npy"), np.array([5, 1, 2, 2]))  # training rows, repeats allowed
     np.save(os.path.join(b, "pseudo", "targets.npy"), np.eye(6)[[5, 0, 2, 2]])  # row 1 is labeled wrong
     write_json(os.path.join(c, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.67}})
-    result = effect.collect(0)
+    result = table.collect(str(out), 0)
     assert result["accuracy"] == {1: None, 2: 0.64, 3: None, 4: 0.69, 5: 0.67, 6: None}
-    assert result["ece"] == {arm: None for arm in effect.ARMS}  # results without ece: not invented
+    assert result["ece"] == {arm: None for arm in arms.ARMS}  # results without ece: not invented
     assert list(result["pseudo"]) == ["round 1, teacher 2"]
     assert result["pseudo"]["round 1, teacher 2"]["accuracy_balanced"] == 0.75
 
 
 def test_collect_leaves_out_balanced_accuracy_for_an_outside_pool(out):
-    a, b, c, d = effect.arm_dirs(0)  # an --unlabeled folder: no hidden labels, so no accuracy_kept
+    a, b, c, d = arm_dirs(out, 0)  # an --unlabeled folder: no hidden labels, so no accuracy_kept
     write_json(os.path.join(b, "pseudo", "summary.json"), {"kept": 900, "balanced": 800})
-    assert "accuracy_balanced" not in effect.collect(0)["pseudo"]["round 1, teacher 2"]
+    assert "accuracy_balanced" not in table.collect(str(out), 0)["pseudo"]["round 1, teacher 2"]
 
 
 def test_partial_table_averages_what_exists_and_names_what_is_missing(out):
@@ -48,7 +60,7 @@ def test_partial_table_averages_what_exists_and_names_what_is_missing(out):
     seed1 = {1: None, 2: 0.66, 3: None, 4: 0.70, 5: None, 6: None}
     pseudo = {"round 1, teacher 2": {"kept": 41000, "balanced": 30000, "accuracy_kept": 0.675,
                                      "accuracy_balanced": 0.76}}
-    effect.write_table({0: {"accuracy": seed0, "pseudo": pseudo}, 1: {"accuracy": seed1, "pseudo": pseudo}}, None)
+    write_table(out, {0: {"accuracy": seed0, "pseudo": pseudo}, 1: {"accuracy": seed1, "pseudo": pseudo}}, None)
     text = (out / "effect.md").read_text()
     assert "**Partial table**" in text
     assert "| 2 | teacher, noise | 65.00 ± 1.41 | 64.00% | 66.00% |" in text
@@ -62,70 +74,103 @@ def test_partial_table_averages_what_exists_and_names_what_is_missing(out):
 
 
 def test_complete_table_is_not_marked_partial(out):
-    acc = {arm: 0.5 + arm / 100 for arm in effect.ARMS}
-    effect.write_table({0: {"accuracy": acc, "pseudo": {}}, 1: {"accuracy": dict(acc), "pseudo": {}}}, 600)
+    acc = {arm: 0.5 + arm / 100 for arm in arms.ARMS}
+    write_table(out, {0: {"accuracy": acc, "pseudo": {}}, 1: {"accuracy": dict(acc), "pseudo": {}}}, 600)
     text = (out / "effect.md").read_text()
     assert "Partial" not in text and "Wall time of this invocation: 10 min" in text
     assert "| 6 - 4 (second round) | 2.00 ± 0.00 | 0, 1 |" in text
 
 
 def test_student_images_replaces_the_budget_and_leaves_the_configuration_alone():
-    cfg = effect.resolve("full", 1_500_000)
+    cfg = resolve("full", 1_500_000)
     assert cfg["student_images"] == 1_500_000 and cfg["student_epochs"] is None  # epochs follow from the budget
-    assert cfg["teacher"] == effect.CONFIGS["full"]["teacher"]
-    assert effect.CONFIGS["full"]["student_epochs"] == 300
-    assert effect.resolve("cpu") == effect.CONFIGS["cpu"]
+    assert cfg["teacher"] == CONFIGS["full"]["teacher"]
+    assert CONFIGS["full"]["student_epochs"] == 300
+    assert resolve("cpu") == CONFIGS["cpu"]
 
 
 def test_train_args_go_last_to_both_training_scripts_and_leave_the_configuration_alone():
-    cfg = effect.resolve("cpu", train_args=("--augment=device", "--workers=8"))
+    cfg = resolve("cpu", train_args=("--augment=device", "--workers=8"))
     assert cfg["train"][-2:] == ["--augment=device", "--workers=8"]  # after the configuration's --workers=2: it wins
-    assert cfg["train"][:-2] == effect.CONFIGS["cpu"]["train"] and "--augment=device" not in effect.CONFIGS["cpu"]["train"]
-    assert effect.student_settings(cfg)[:len(cfg["train"])] == cfg["train"]
+    assert cfg["train"][:-2] == CONFIGS["cpu"]["train"] and "--augment=device" not in CONFIGS["cpu"]["train"]
+    assert runner.student_settings(cfg)[:len(cfg["train"])] == cfg["train"]
 
 
 def test_evaluate_runs_again_unless_results_name_the_current_models_and_settings(out, monkeypatch):
     calls = []
-    monkeypatch.setattr(effect, "run", lambda script, run_dir, *args: calls.append(args))
+    monkeypatch.setattr(runner, "run", lambda script, run_dir, *args: calls.append(args))
     run_dir = str(out / "arm")
     for stage, run_id in (("teacher", "t1"), ("student", "s1")):
         write_json(os.path.join(run_dir, stage, "config.json"), {"run_id": run_id, "complete": True})
 
-    def results(teacher, student, severities):
+    def results(teacher, student, severities, **other):
         write_json(os.path.join(run_dir, "results.json"), {
             "teacher": {"run_id": teacher}, "student": {"run_id": student},
-            "settings": {"severities": severities, "batch_size": 1024}})
+            "settings": dict(runner.evaluation_settings([]), severities=severities, run_dir=run_dir, **other)})
 
-    effect.evaluate(run_dir, "--severities=()")  # no results yet
+    runner.evaluate(run_dir, "--severities=()")  # no results yet
     results("t1", "s1", [])
-    effect.evaluate(run_dir, "--severities=()")  # done for these models and settings: skipped
+    runner.evaluate(run_dir, "--severities=()")  # done for these models and settings: skipped
     assert calls == [("--severities=()",)]
-    effect.evaluate(run_dir)  # no argument to compare: the same models suffice
-    effect.evaluate(run_dir, "--severities=(1, 3)")  # other settings
+    runner.evaluate(run_dir)  # the default severities (1, 3, 5): other settings
+    runner.evaluate(run_dir, "--severities=(1, 3)")  # other settings
     results("t1", "s0", [])
-    effect.evaluate(run_dir, "--severities=()")  # a student trained again since
+    runner.evaluate(run_dir, "--severities=()")  # a student trained again since
     results("t0", "s1", [])
-    effect.evaluate(run_dir, "--severities=()")  # a teacher trained again since
+    runner.evaluate(run_dir, "--severities=()")  # a teacher trained again since
     results("t1", None, [])
-    effect.evaluate(run_dir, "--severities=()")  # the teacher alone was scored
-    assert calls == [("--severities=()",), ("--severities=(1, 3)",), ("--severities=()",), ("--severities=()",),
-                     ("--severities=()",)]
+    runner.evaluate(run_dir, "--severities=()")  # the teacher alone was scored
+    results("t1", "s1", [], corruption_images=20, ece_bins=2)  # a hand-run with other settings
+    runner.evaluate(run_dir, "--severities=()")
+    assert calls == [("--severities=()",), (), ("--severities=(1, 3)",), ("--severities=()",), ("--severities=()",),
+                     ("--severities=()",), ("--severities=()",)]
 
 
 def test_calibration_and_robustness_of_arms_2_and_4_against_the_clean_gain(out):
-    a, b, c, d = effect.arm_dirs(0)
+    a, b, c, d = arm_dirs(out, 0)
     write_json(os.path.join(b, "results.json"), {
         "teacher": {"accuracy": 0.64, "ece": 0.02, "corruption_accuracy": {
             "fog": {"1": 0.6, "3": 0.5}, "contrast": {"1": 0.1, "3": 0.1}}},  # contrast: a RandAugment op, left out
         "student": {"accuracy": 0.70, "ece": 0.04, "corruption_accuracy": {"fog": {"1": 0.6, "3": 0.56}}}})
     write_json(os.path.join(c, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.66, "ece": 0.2}})
-    result = effect.collect(0)
+    result = table.collect(str(out), 0)
     assert result["ece"][4] == 0.04 and result["corrupted"][2] == 0.55 and result["corrupted"][5] is None
-    effect.write_table({0: result}, None)
+    write_table(out, {0: result}, None)
     text = (out / "effect.md").read_text()
     assert "| 4 | 0.040 (one seed) | 58.00 (one seed) | 0 |" in text
     assert "| 5 | 0.200 (one seed) | not scored | 0 |" in text
     assert "Arm 4 - arm 2 under corruption: +3.00 points, clean +6.00 (mean over seeds 0; 0.50 of the clean gain)." in text
     result["accuracy"][4] = 0.643  # a clean gain of 0.3 points: both gains, no ratio
-    effect.write_table({0: result}, None)
+    write_table(out, {0: result}, None)
     assert "Arm 4 - arm 2 under corruption: +3.00 points, clean +0.30 (mean over seeds 0)." in (out / "effect.md").read_text()
+
+
+def test_a_folder_made_with_other_settings_is_refused_before_its_record_is_written(out):
+    record = {"config": "cpu", "resolved": CONFIGS["cpu"], "data": "/d", "unlabeled": "", "seeds": [0]}
+    runner.check_record(str(out), record)  # nothing recorded yet
+    runner.write_record(str(out), record, runner.__file__)
+    runner.check_record(str(out), dict(record, seeds=[0, 1, 2]))  # more seeds: the same table, extended
+    before = (out / "settings.json").read_text()
+    with pytest.raises(UserError, match=r"holds runs made with other settings: unlabeled \"\" \(now \"/pool\"\); "
+                                        r"use another --out"):
+        runner.check_record(str(out), dict(record, unlabeled="/pool"))
+    assert (out / "settings.json").read_text() == before and (out / "runner.py").is_file()
+
+
+def test_the_table_only_is_labelled_from_the_folder_s_own_record(out):
+    write_json(str(out / "settings.json"), {"config": "full", "resolved": CONFIGS["full"], "seeds": [0]})
+    write_json(os.path.join(arms.folder(str(out), 0, 2), "results.json"), {"teacher": {"accuracy": 0.9}})
+    run_script("bench/effect.py", "--config=cpu", f"--out={out}", "--table_only=True", "--seeds=(0,)")
+    assert (out / "effect.md").read_text().startswith("# Noisy Student effect: config 'full'")
+    error = run_script("bench/effect.py", f"--out={out / 'none'}", "--table_only=True", check=False)
+    assert error.returncode == 2 and error.stderr.strip().startswith("error: ")
+
+
+def test_best_val_reads_the_finished_stage_not_an_abandoned_retrain(out):
+    stage = out / "run" / "student"
+    os.makedirs(stage / "resume")
+    (stage / "history.csv").write_text("epoch,val_accuracy\n0,0.5\n1,0.7\n")
+    (stage / "resume" / "history.csv").write_text("epoch,val_accuracy\n0,0.2\n")  # a retrain, abandoned
+    assert runner.best_val(str(stage)) == (0.2, 0, 1)  # not finished yet: the live history
+    write_json(str(stage / "config.json"), {"complete": True})
+    assert runner.best_val(str(stage)) == (0.7, 1, 2)

@@ -100,11 +100,12 @@ def test_k_outside_the_batch_is_refused_by_text():
 
 
 def labeled_per_batch(batch_size, ratio):
-    """train_student.py's own expression for UNLABELED_RATIO, read from the script (running
-    the script takes too long), evaluated for the given batch size and ratio."""
+    """What train_student.py takes for UNLABELED_RATIO (it calls noisy.labeled_per_batch
+    with its batch and ratio; running the script takes too long), for a large pool."""
+    from noisy.training import labeled_per_batch as per_batch
     with open(os.path.join(REPO, "train_student.py")) as f:
-        line = re.search(r"^labeled_per_batch = (.*)$", f.read(), re.M).group(1)
-    return eval(line, {"round": round}, {"batch_size": batch_size, "UNLABELED_RATIO": ratio})
+        assert re.search(r"^labeled_per_batch = noisy\.labeled_per_batch\(batch_size, UNLABELED_RATIO, ", f.read(), re.M)
+    return per_batch(batch_size, ratio, 10**6)
 
 
 def test_unlabeled_ratio_3_with_batch_64_gives_16_labeled_per_batch():
