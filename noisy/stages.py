@@ -22,7 +22,7 @@ import time
 
 from noisy.errors import UserError, interrupted
 from noisy.files import read_json, save_json
-from noisy.verify import file_sha256, source_hashes
+from noisy.verify import changed_files, file_sha256, source_hashes
 
 # Settings that change how fast or where a stage runs, not what it produces: for every
 # stage, and per stage those whose effect its inputs' identity already records.
@@ -108,9 +108,7 @@ def check_stage(stage_dir, name, wanted, retrain, env=None):
         config = read_json(config_path, "pass --retrain=True to replace the stage, or use another --run_dir")
         if config.get("complete") is True:
             differ = differences(config.get("identity"), wanted)
-            changed = [file for file, sha in recorded_files(config).items()
-                       if not os.path.isfile(os.path.join(stage_dir, file))
-                       or file_sha256(os.path.join(stage_dir, file)) != sha]
+            changed = changed_files(stage_dir, recorded_files(config))
             if not differ and changed:
                 raise UserError(f"{stage_dir} holds a finished {name} whose {', '.join(changed)} changed or went "
                                 "missing since it was written; pass --retrain=True to make it again")

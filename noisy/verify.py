@@ -31,6 +31,12 @@ def verify(path, sha256, script):
     return actual
 
 
+def changed_files(folder, recorded):
+    """The names in `recorded` ({name: sha256}) whose file in `folder` is missing or differs."""
+    return [name for name, sha in recorded.items() if not os.path.isfile(os.path.join(folder, name))
+            or file_sha256(os.path.join(folder, name)) != sha]
+
+
 def source_hashes():
     """sha256 (first 16 hex digits) of the scripts and package that ran this stage."""
     files = [os.path.abspath(sys.argv[0])] + [
