@@ -30,19 +30,20 @@ def files_of(folder):
     return found
 
 
-def test_a_refused_teacher_leaves_the_split_and_the_later_stages_as_they_were(synthetic_npz, tmp_path):
-    run = str(tmp_path / "run")
-    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
-    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
-    os.remove(os.path.join(run, "data", "val.npy"))  # a data file lost, and the source changed meanwhile
-    arrays = dict(np.load(synthetic_npz))
-    np.savez(synthetic_npz, **dict(arrays, x_train=255 - arrays["x_train"]))
+def test_a_refused_teacher_leaves_the_split_and_the_later_stages_as_they_were(finished_run, finished_run_template,
+                                                                                tmp_path):
+    run, npz = finished_run, str(tmp_path / "changed.npz")
+    arrays = dict(np.load(finished_run_template[0]))
+    np.savez(npz, **dict(arrays, x_train=255 - arrays["x_train"]))  # the source changed ...
+    config = json.load(open(os.path.join(run, "data", "config.json")))
+    json.dump(dict(config, source=npz), open(os.path.join(run, "data", "config.json"), "w"))  # ... (moved here)
+    os.remove(os.path.join(run, "data", "val.npy"))  # ... and a data file was lost
     before = files_of(run)
-    error = one_line_error(run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}",
-                                      "--epochs=1", *TEACHER, check=False))
+    error = one_line_error(run_script("train_teacher.py", f"--data={npz}", f"--run_dir={run}", "--epochs=1", *TEACHER,
+                                      check=False))
     assert f"{run}/teacher holds a teacher made with other settings or inputs: inputs.split" in error
     assert files_of(run) == before  # the split was made beside RUN_DIR/data and dropped
-    assert sorted(os.listdir(tmp_path)) == ["run", "synthetic.npz"]
+    assert sorted(os.listdir(tmp_path)) == ["changed.npz", "run"]
 
 
 def test_a_lost_data_file_is_remade_when_the_source_is_unchanged(finished_run, finished_run_template):
@@ -54,23 +55,21 @@ def test_a_lost_data_file_is_remade_when_the_source_is_unchanged(finished_run, f
     assert open(os.path.join(run, "data", "val.npy"), "rb").read() == val
 
 
-def test_a_cached_pool_changed_after_labeling_is_refused(synthetic_npz, tmp_path):
+def test_a_cached_pool_changed_after_labeling_is_refused(finished_run, tmp_path):
     from PIL import Image
     from conftest import synthetic_images
-    run, folder = str(tmp_path / "run"), tmp_path / "pool"
+    run, folder = finished_run, tmp_path / "pool"
     folder.mkdir()
     for i, image in enumerate(synthetic_images(12, 4, seed=5)[0]):
         Image.fromarray(image).save(folder / f"{i:02d}.png")
-    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
-    run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={folder}", "--threshold=0.0")
+    run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={folder}", "--threshold=0.0", "--retrain=True")
     pseudo = json.load(open(os.path.join(run, "pseudo", "config.json")))
     cache = os.path.join(run, pseudo["pool_file"])
     images = np.load(cache)
     np.save(cache, images[::-1])  # the rows reordered: every pseudo-label now names another image
     error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32",
-                                      check=False))
+                                      "--retrain=True", check=False))
     assert f"{cache} is not the file pseudo_label.py wrote" in error
-    assert not os.path.exists(os.path.join(run, "student", "config.json"))
 
 
 def test_a_retrain_that_fails_at_its_last_step_leaves_every_file_of_the_finished_stage(tmp_path):
