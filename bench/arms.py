@@ -22,6 +22,9 @@ ARMS = {
 # Which folder's pseudo-labels each round is (the folders that label).
 ROUNDS = {"round 1, teacher 1": ARMS[1].folder, "round 1, teacher 2": ARMS[2].folder,
           "round 2, teacher 4": ARMS[6].folder}
+# evaluate.py's arguments per folder: corruptions for arms 2 and 4 only (they take minutes).
+EVALUATE_ARGS = {ARMS[1].folder: ["--severities=()"], ARMS[2].folder: [], ARMS[5].folder: ["--severities=()"],
+                 ARMS[6].folder: ["--severities=()"]}
 # The differences the table reports: (arm, minus arm).
 GAINS = {"4 - 2 (student over its noised teacher)": (4, 2), "3 - 1 (student over its plain teacher)": (3, 1),
          "4 - 5 (noise in the student)": (4, 5), "6 - 4 (second round)": (6, 4)}

@@ -88,20 +88,20 @@ def phases(seed, cfg):
     def teacher_and_student(run_dir, noise):  # arms 2 + 4, or arms 1 + 3
         run("train_teacher.py", run_dir, *data, *cfg["teacher"], *cfg["train"], f"--noise={noise}")
         pseudo_and_student(run_dir)
-        evaluate(run_dir, *([] if noise else ["--severities=()"]))  # robustness: arms 2 and 4
+        evaluate(run_dir, *arms.EVALUATE_ARGS[os.path.basename(run_dir)])  # robustness: arms 2 and 4
 
     def plain_student():  # arm 5 shares teacher 2 and its labels
         for name in ("data", "teacher", "pseudo"):
             link(c, name, os.path.join(b, name))
         epochs = read_json(os.path.join(b, "student", "config.json"), "rerun phase 1")["epochs"]
         run("train_student.py", c, *student_settings(cfg), f"--seed={seed}", "--noise=False", f"--epochs={epochs}")
-        evaluate(c, "--severities=()")
+        evaluate(c, *arms.EVALUATE_ARGS[os.path.basename(c)])
 
     def second_round():  # arm 6: student 4 becomes the teacher
         link(d, "data", os.path.join(b, "data"))
         link(d, "teacher", os.path.join(b, "student"))
         pseudo_and_student(d)
-        evaluate(d, "--severities=()")
+        evaluate(d, *arms.EVALUATE_ARGS[os.path.basename(d)])
 
     return [lambda: teacher_and_student(b, True), plain_student, lambda: teacher_and_student(a, False),
             second_round]

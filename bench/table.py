@@ -10,16 +10,18 @@ import sys
 
 import numpy as np
 
-from bench.arms import ARMS, GAINS, ROUNDS, seed_dir
+from bench.arms import ARMS, EVALUATE_ARGS, GAINS, ROUNDS, seed_dir
+from bench.runner import evaluated
 from noisy.files import save_json, save_text
 
 
 def collect(out, seed):
-    """Per-arm test accuracy (None for an arm not evaluated yet) and per-round
+    """Per-arm test accuracy (None for an arm not evaluated yet, or evaluated otherwise
+    than the runner does, or before its models were made again) and per-round
     pseudo-label stats (rounds not labeled yet left out) of one seed."""
-    root = seed_dir(out, seed)
+    root = seed_dir(out, seed)  # only the runner's own scores of the models there now (bench/runner.py)
     result = {f: load(os.path.join(root, f)) for f in {arm.folder for arm in ARMS.values()}
-              if os.path.isfile(os.path.join(root, f, "results.json"))}
+              if evaluated(os.path.join(root, f), EVALUATE_ARGS[f])}
     scores = {n: result.get(arm.folder, {}).get(arm.model) for n, arm in ARMS.items()}  # None: not evaluated
     accuracy = {arm: None if s is None else s["accuracy"] for arm, s in scores.items()}
     # calibration of every arm; robustness of arms 2 and 4 (the only ones scored under corruption)

@@ -149,8 +149,9 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
         if differ and config.get("complete"):
             raise UserError(f"{data_dir} holds a split made with other data settings: {'; '.join(differ)}; "
                             "use a new --run_dir for other data settings")
-        if config.get("complete") and all(os.path.isfile(os.path.join(data_dir, f)) for f in DATA_FILES):
-            return config, data_dir
+        if config.get("complete") and all(os.path.isfile(os.path.join(data_dir, f)) for f in DATA_FILES) \
+                and config.get("fingerprint") == source_fingerprint(source):
+            return config, data_dir  # else the source changed on disk since: read it again (a new split waits)
     print(f"reading {wanted['source']} ...", flush=True)
     x_train, y_train, x_test, y_test, names = load_source(source, image_size)
     labeled, val, unlabeled = split_indices(y_train, len(names), num_labeled, num_val, seed)
@@ -159,11 +160,30 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
     atexit.register(shutil.rmtree, folder, True)  # gone unless committed
     for name, array in zip(DATA_FILES, (x_train, y_train, x_test, y_test, labeled, val, unlabeled)):
         save_npy(os.path.join(folder, name), array)
-    config = dict(wanted, class_names=names, num_classes=len(names),
+    config = dict(wanted, fingerprint=source_fingerprint(source), class_names=names, num_classes=len(names),
                   image_shape=list(x_train.shape[1:]), num_train=len(y_train), num_test=len(y_test),
                   num_unlabeled=len(unlabeled), complete=True)
     save_json(os.path.join(folder, "config.json"), config)
     return config, folder
+
+
+def source_fingerprint(source):
+    """What `source` looks like on disk: sha256 (16 hex digits) of the path, size and
+    modification time of its file, or of every file below its folder ('cifar10': Keras'
+    cached copy); None where nothing is there yet. A source changed in place after its
+    split was cached is read again, so the split's identity follows its content."""
+    if source == "cifar10":
+        home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+        source = os.path.join(home, "datasets", "cifar-10-batches-py")
+    if os.path.isfile(source):
+        paths = [source]
+    elif os.path.isdir(source):
+        paths = sorted(os.path.join(root, name) for root, _, names in os.walk(source) for name in names)
+    else:
+        return None
+    stats = [(os.path.relpath(p, source) if p != source else p, os.stat(p).st_size, os.stat(p).st_mtime_ns)
+             for p in paths]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 
 
 def commit_split(folder, data_dir):
@@ -177,9 +197,10 @@ def commit_split(folder, data_dir):
 def split_id(data_dir, config):
     """sha256 (16 hex digits) of what a split is: its source and settings and the content
     of every file of it (images, labels, the labeled / validation / unlabeled indices), so
-    a file changed or re-cached from a changed source changes it. About 0.2 s for CIFAR-10."""
-    digest = hashlib.sha256(json.dumps({k: config.get(k) for k in ("source", "num_labeled", "num_val", "seed",
-                                                                   "image_shape")}, sort_keys=True).encode())
+    a file changed or re-cached from a changed source changes it, and so does any field of
+    its config.json (classes, shapes, counts). About 0.2 s for CIFAR-10."""
+    described = {k: v for k, v in config.items() if k not in ("complete", "fingerprint")}  # every field read later
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
     for name in DATA_FILES:
         digest.update(file_sha256(os.path.join(data_dir, name)).encode())
     return digest.hexdigest()[:16]

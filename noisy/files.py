@@ -177,4 +177,7 @@ class NpyRows:
 
     def __del__(self):
         if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
+            try:
+                os.close(self._fd)
+            except (OSError, TypeError, AttributeError):  # at interpreter exit `os` may be gone already
+                pass

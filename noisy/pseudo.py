@@ -155,4 +155,7 @@ def merge_shards(shard_dir, num_shards, pool_id):
     probs = np.concatenate(parts)
     if len(probs) != pool_id["pool_rows"]:
         raise UserError(f"{shard_dir}: shards hold {len(probs)} rows, the pool {pool_id['pool_rows']}")
+    if not (probs.ndim == 2 and np.isfinite(probs).all() and (probs >= 0).all()
+            and np.allclose(probs.sum(axis=1), 1, atol=1e-3)):
+        raise UserError(f"{shard_dir}: the shards hold rows that are not probabilities; label them again")
     return probs

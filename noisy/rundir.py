@@ -131,11 +131,14 @@ class Stage:
         labels one shard only records the identity (it never touches the stage)."""
         inputs = {k: v.id if isinstance(v, Split) else v for k, v in inputs.items()}
         self.identity = stages.identity(self.settings, inputs, stages.STAGE_RUNTIME.get(self.kind, ()))
-        self.env = stages.environment() if training else None
+        self.training = training
+        # The environment loads Keras: only where checkpoints may resume, so that a finished
+        # or refused stage answers before TensorFlow loads.
+        env = stages.environment() if training and stages.has_checkpoints(self.dir) else None
         if self.shard_run:
             return False
         try:
-            return stages.check_stage(self.dir, self.what, self.identity, self.retrain, self.env)
+            return stages.check_stage(self.dir, self.what, self.identity, self.retrain, env)
         except SystemExit as done:  # nothing to do: a split made anew is the one it was made from
             if done.code == 0:
                 self._commit()
@@ -144,10 +147,12 @@ class Stage:
     def begin(self, training=True, **inputs):
         """`check`, then (every check passed) move inputs made for this stage (a new split)
         into place and prepare its staging folder: the stage resumes (returns True) or
-        starts afresh. Called without inputs, it takes those of the last `check`."""
+        starts afresh. Called without inputs, it takes those (and `training`) of the last
+        `check`."""
         if inputs or self.identity is None:
             self.check(training, **inputs)
-        resumes = stages.begin_stage(self.dir, self.what, self.identity, self.retrain, self.env)
+        resumes = stages.begin_stage(self.dir, self.what, self.identity, self.retrain,
+                                     stages.environment() if self.training else None)
         self._commit()
         return resumes
 
@@ -191,6 +196,11 @@ class RunDir:
                     f"--student={folder!r}: expected a folder name for RUN_DIR/<student>, other than "
                     f"{', '.join(RESERVED[:4] + RESERVED[6:])}")
         path = os.path.join(self.dir, folder)
+        require(not os.path.islink(path), f"{path} is a link to {os.path.realpath(path)}, a stage of another run "
+                f"folder: a {WHAT[kind]} is made only in a folder of its own; use another --run_dir")
+        made = self._kind(folder)
+        require(made in (None, kind), f"{path} holds a {made} stage, not a {WHAT[kind]}: it is not replaced by one; "
+                "use another --run_dir")
         if shard is None:
             lock(path)
         else:
@@ -328,6 +338,8 @@ class RunDir:
     def pool(self, unlabeled, split, cinic_per_class, seed):
         """The unlabeled pool `unlabeled` names ('auto', 'split', 'cinic10', a folder of
         images or an .npy), as a `Pool`; a folder's images cached once in RUN_DIR/pool."""
+        from noisy.quiet import import_keras
+        import_keras()  # noisy.cinic loads Keras (get_file): without TensorFlow's start-up notices
         from noisy.cinic import cinic_pool, is_cinic_folder
         from noisy.images import cache_image_folder
         cache, size = os.path.join(self.dir, "pool"), split.image_shape[0]
@@ -359,6 +371,9 @@ class RunDir:
                 f"{pool.file}: images of shape {images.shape[1:]} dtype {images.dtype}; expected uint8 "
                 f"{split.image_shape}")
         require(len(pool.rows) > 0, f"the unlabeled pool is empty (--unlabeled={source!r}, run_dir {self.dir})")
+        require(pool.rows.max() < len(images) and (source == "split" or len(pool.rows) == len(images)),
+                f"{pool.file} holds {len(images)} images, its record {len(pool.rows)}: the cache is damaged; delete "
+                f"{os.path.dirname(pool.file)} to make it again")
         pool.images, pool.source = images, source
         pool.identity = dict(pool.identity, sha256=file_sha256(pool.file))  # what the student checks (#23)
         return pool

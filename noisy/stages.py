@@ -86,6 +86,11 @@ def other_code(config):
     return sorted(name for name in made_by if name in now and made_by[name] != now[name])
 
 
+def has_checkpoints(stage_dir):
+    """Whether a stage folder holds resume checkpoints (a training killed or stopped)."""
+    return os.path.isfile(os.path.join(stage_dir, STAGING, "latest.json"))
+
+
 def check_stage(stage_dir, name, wanted, retrain, env=None):
     """Without `retrain`: resume checkpoints made with the identity `wanted` (and the
     environment `env`) are resumed (returns True); else a finished `name` with that
@@ -97,7 +102,7 @@ def check_stage(stage_dir, name, wanted, retrain, env=None):
     if retrain:
         return False
     resume_differ = None
-    if os.path.isfile(os.path.join(resume_dir, "latest.json")):
+    if has_checkpoints(stage_dir):
         marker = os.path.join(resume_dir, "identity.json")
         made_with = read_json(marker, f"delete {resume_dir} or pass --retrain=True to start afresh") \
             if os.path.isfile(marker) else None
@@ -118,8 +123,10 @@ def check_stage(stage_dir, name, wanted, retrain, env=None):
                       + (f" (by other code: {', '.join(made_by)} differ from this checkout's)" if made_by else "")
                       + "; nothing to do (--retrain=True makes it again)")
                 raise SystemExit(0)
+            beside = (f" (and its {STAGING}/ holds checkpoints made otherwise than asked too: "
+                      f"{'; '.join(resume_differ)}; rerun with those settings to resume them)") if resume_differ else ""
             raise UserError(f"{stage_dir} holds a {name} made with other settings or inputs: "
-                            f"{'; '.join(differ)}; pass --retrain=True to replace it, or use another --run_dir")
+                            f"{'; '.join(differ)}{beside}; pass --retrain=True to replace it, or use another --run_dir")
     if resume_differ:  # checkpoints of another run (an interrupted retrain, say), and nothing finished asked for
         raise UserError(f"cannot resume {stage_dir}: its checkpoints were made with other settings or inputs: "
                         f"{'; '.join(resume_differ)}; rerun with those settings to resume, or pass --retrain=True "

@@ -1,6 +1,7 @@
 """Is a file the one its stage wrote? Every recorded file is checked by one function,
 `verify`, against the sha256 its stage's config.json records, with one form of message.
 `source_hashes` records which code made a stage."""
+import functools
 import hashlib
 import os
 import sys
@@ -11,7 +12,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def file_sha256(path):
-    """sha256 of a file's bytes (a ResNet50 model.keras, ~100 MB, in well under a second)."""
+    """sha256 of a file's bytes (a ResNet50 model.keras, ~100 MB, in well under a second).
+    A file read again in the same process, unchanged (same inode, size and modification
+    time), is not hashed again: a stage checks some files twice (the split's images as the
+    split and as the pool; a model before and after loading it)."""
+    stat = os.stat(path)
+    return _sha256(os.path.abspath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path, inode, size, mtime_ns):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

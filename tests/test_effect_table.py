@@ -27,6 +27,17 @@ def write_table(out, results, seconds):
     table.write_table(str(out), "cpu", results, seconds)
 
 
+def scored(run_dir, results):
+    """results.json as the runner's evaluate.py leaves it: of the models there now (their
+    run ids), with the runner's settings for that folder."""
+    for stage in ("teacher", "student"):
+        write_json(os.path.join(run_dir, stage, "config.json"), {"run_id": f"{stage}-1", "complete": True})
+    settings = runner.evaluation_settings(arms.EVALUATE_ARGS[os.path.basename(run_dir)])
+    write_json(os.path.join(run_dir, "results.json"), dict(
+        {stage: dict(results.get(stage, {}), run_id=f"{stage}-1") for stage in ("teacher", "student")},
+        settings=settings))
+
+
 def write_json(path, value):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -35,13 +46,16 @@ def write_json(path, value):
 
 def test_collect_reads_the_arms_and_rounds_that_have_finished(out):
     a, b, c, d = arm_dirs(out, 0)
-    write_json(os.path.join(b, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.69}})
+    scored(b, {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.69}})
     write_json(os.path.join(b, "pseudo", "summary.json"), {"kept": 41000, "balanced": 30000, "accuracy_kept": 0.675})
     os.makedirs(os.path.join(b, "data"))
     np.save(os.path.join(b, "data", "train_labels.npy"), np.array([0, 1, 2, 3, 4, 5]))
     np.save(os.path.join(b, "pseudo", "indices.npy"), np.array([5, 1, 2, 2]))  # training rows, repeats allowed
     np.save(os.path.join(b, "pseudo", "targets.npy"), np.eye(6)[[5, 0, 2, 2]])  # row 1 is labeled wrong
-    write_json(os.path.join(c, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.67}})
+    scored(c, {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.67}})
+    scored(a, {"teacher": {"accuracy": 0.61}, "student": {"accuracy": 0.66}})
+    json.dump(dict(json.load(open(os.path.join(a, "results.json"))), settings={"ece_bins": 2}),
+              open(os.path.join(a, "results.json"), "w"))  # a hand-run with other settings: not the runner's
     result = table.collect(str(out), 0)
     assert result["accuracy"] == {1: None, 2: 0.64, 3: None, 4: 0.69, 5: 0.67, 6: None}
     assert result["ece"] == {arm: None for arm in arms.ARMS}  # results without ece: not invented
@@ -128,11 +142,11 @@ def test_evaluate_runs_again_unless_results_name_the_current_models_and_settings
 
 def test_calibration_and_robustness_of_arms_2_and_4_against_the_clean_gain(out):
     a, b, c, d = arm_dirs(out, 0)
-    write_json(os.path.join(b, "results.json"), {
+    scored(b, {
         "teacher": {"accuracy": 0.64, "ece": 0.02, "corruption_accuracy": {
             "fog": {"1": 0.6, "3": 0.5}, "contrast": {"1": 0.1, "3": 0.1}}},  # contrast: a RandAugment op, left out
         "student": {"accuracy": 0.70, "ece": 0.04, "corruption_accuracy": {"fog": {"1": 0.6, "3": 0.56}}}})
-    write_json(os.path.join(c, "results.json"), {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.66, "ece": 0.2}})
+    scored(c, {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.66, "ece": 0.2}})
     result = table.collect(str(out), 0)
     assert result["ece"][4] == 0.04 and result["corrupted"][2] == 0.55 and result["corrupted"][5] is None
     write_table(out, {0: result}, None)
@@ -159,7 +173,7 @@ def test_a_folder_made_with_other_settings_is_refused_before_its_record_is_writt
 
 def test_the_table_only_is_labelled_from_the_folder_s_own_record(out):
     write_json(str(out / "settings.json"), {"config": "full", "resolved": CONFIGS["full"], "seeds": [0]})
-    write_json(os.path.join(arms.folder(str(out), 0, 2), "results.json"), {"teacher": {"accuracy": 0.9}})
+    scored(arms.folder(str(out), 0, 2), {"teacher": {"accuracy": 0.9}, "student": {"accuracy": 0.95}})
     run_script("bench/effect.py", "--config=cpu", f"--out={out}", "--table_only=True", "--seeds=(0,)")
     assert (out / "effect.md").read_text().startswith("# Noisy Student effect: config 'full'")
     error = run_script("bench/effect.py", f"--out={out / 'none'}", "--table_only=True", check=False)

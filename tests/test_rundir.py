@@ -114,9 +114,9 @@ def test_a_resume_under_another_backend_is_refused_and_other_code_is_named(finis
     assert "nothing to do" in out.stdout and re.search(r"by other code: [^;]*noisy/training.py[^;]* differ", out.stdout)
 
 
-def test_arm_6_scores_a_student_whose_teacher_is_a_student(finished_run, tmp_path):
+def test_arm_6_scores_a_student_whose_teacher_is_a_student(finished_run, finished_run_template, tmp_path):
     """A second round: RUN_DIR/teacher is the first round's student (a link)."""
-    run, second = finished_run, str(tmp_path / "round2")
+    run, second, npz = finished_run, str(tmp_path / "round2"), finished_run_template[0]
     os.makedirs(second)
     os.symlink(os.path.join(run, "data"), os.path.join(second, "data"))
     os.symlink(os.path.join(run, "student"), os.path.join(second, "teacher"))
@@ -126,6 +126,12 @@ def test_arm_6_scores_a_student_whose_teacher_is_a_student(finished_run, tmp_pat
     results = json.load(open(os.path.join(second, "results.json")))
     assert results["students"] == ["student"] and results["teacher"]["run_id"] == \
         json.load(open(os.path.join(run, "student", "config.json")))["run_id"]
+    # A teacher is never made through the link, over the first round's student.
+    before = files_of(os.path.join(run, "student"))
+    error = one_line_error(run_script("train_teacher.py", f"--data={npz}", f"--run_dir={second}", "--epochs=1",
+                                      *TEACHER, "--retrain=True", check=False))
+    assert f"{second}/teacher is a link to {os.path.realpath(os.path.join(run, 'student'))}" in error
+    assert files_of(os.path.join(run, "student")) == before
 
 
 def test_two_processes_never_hold_one_lock(tmp_path):
@@ -143,3 +149,30 @@ def test_a_student_folder_may_not_take_a_stage_or_results_key_name(tmp_path):
         with pytest.raises(UserError, match=rf"--student='{name}': expected a folder name"):
             RunDir(str(tmp_path)).stage("student", {}, folder=name)
     lock(str(tmp_path / "x"))
+
+
+def test_a_source_changed_in_place_is_read_again_and_a_data_record_changed_is_refused(synthetic_npz, tmp_path):
+    run = str(tmp_path / "run")
+    args = [f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER]
+    run_script("train_teacher.py", *args)
+    os.utime(synthetic_npz)  # touched, same content: read again, the same split
+    assert "nothing to do" in run_script("train_teacher.py", *args).stdout
+    arrays = dict(np.load(synthetic_npz))
+    np.savez(synthetic_npz, **dict(arrays, y_train=(arrays["y_train"] + 1) % 4))  # relabeled in place
+    before = files_of(run)
+    error = one_line_error(run_script("train_teacher.py", *args, check=False))
+    assert f"{run}/teacher holds a teacher made with other settings or inputs: inputs.split" in error
+    assert files_of(run) == before
+    config = json.load(open(os.path.join(run, "data", "config.json")))
+    json.dump(dict(config, num_classes=5), open(os.path.join(run, "data", "config.json"), "w"))
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", check=False))
+    assert f"{run}/teacher was made from another split than {run}/data holds" in error
+
+
+def test_merged_shards_that_are_not_probabilities_are_refused(tmp_path):
+    from noisy.pseudo import merge_shards, save_shard
+    pool_id = {"teacher": "t1", "pool_rows": 4}
+    save_shard(str(tmp_path), 0, 2, pool_id, np.full((2, 3), 1 / 3, np.float32))
+    save_shard(str(tmp_path), 1, 2, pool_id, np.full((2, 3), 2.0, np.float32))
+    with pytest.raises(UserError, match=r"the shards hold rows that are not probabilities; label them again"):
+        merge_shards(str(tmp_path), 2, pool_id)
