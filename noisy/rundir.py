@@ -277,12 +277,20 @@ class RunDir:
         self._same_split(teacher, split or self.data())
         return teacher
 
-    def _kind(self, folder):
-        """The kind a finished stage folder records, without checking it (None: none)."""
+    def _record(self, folder):
+        """RUN_DIR/folder/config.json as it is, unchecked ({} where there is none or it is damaged)."""
         try:
-            return read_json(os.path.join(self.dir, folder, "config.json"), "").get("stage")
+            return read_json(os.path.join(self.dir, folder, "config.json"), "")
         except UserError:
-            return None
+            return {}
+
+    def _kind(self, folder):
+        """The kind a stage folder records, without checking it (None: none)."""
+        return self._record(folder).get("stage")
+
+    def _is_finished_student(self, folder):
+        record = self._record(folder)  # read once
+        return record.get("stage") == "student" and record.get("complete") is True
 
     def pseudo(self, teacher, split=None, pool=True):
         """The finished pseudo-labels of `teacher` on this split, their files as written,
@@ -319,8 +327,8 @@ class RunDir:
         students)."""
         if names == "all":
             chosen = sorted(f for f in os.listdir(self.dir) if f not in RESERVED
-                            and os.path.isdir(os.path.join(self.dir, f)) and self._kind(f) == "student"
-                            and _complete(os.path.join(self.dir, f)))
+                            and os.path.isdir(os.path.join(self.dir, f))
+                            and self._is_finished_student(f))
         else:
             chosen = [name.strip() for name in names.split(",") if name.strip()]
             require(chosen and len(set(chosen)) == len(chosen)
@@ -380,10 +388,3 @@ class RunDir:
 
     def relative(self, path):
         return relative_to_run(path, self.dir)
-
-
-def _complete(folder):
-    try:
-        return read_json(os.path.join(folder, "config.json"), "").get("complete") is True
-    except UserError:
-        return False
