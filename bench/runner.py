@@ -17,6 +17,7 @@ import numpy as np
 from bench.scripts import REPO, run_script
 from noisy.errors import UserError, require
 from noisy.files import read_json, save_json
+from noisy.rundir import RunDir
 from noisy.settings import settings_block
 from noisy.stages import differences
 
@@ -49,10 +50,7 @@ def link(run_dir, name, target):
 
 def done(run_dir, stage):
     """Whether run_dir/stage holds a finished stage (its config.json complete)."""
-    try:
-        return read_json(os.path.join(run_dir, stage, "config.json"), "").get("complete") is True
-    except UserError:
-        return False
+    return RunDir(run_dir).is_finished(stage)
 
 
 def evaluation_settings(args):

@@ -10,7 +10,8 @@ from noisy.quiet import import_keras
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log: errors only (a user's choice wins)
 _LIGHT = {"noisy.errors", "noisy.settings", "noisy.stages", "noisy.pseudo", "noisy.images", "noisy.rundir",
-          "noisy.files", "noisy.data", "noisy.verify", "noisy.locks", "noisy.report"}  # no Keras in them
+          "noisy.files", "noisy.data", "noisy.verify", "noisy.locks", "noisy.report",
+          "noisy.presets", "noisy.randaugment", "noisy.training_checks"}  # no Keras in them
 
 _EXPORTS = {
     "noisy.data": ("describe_split", "load_split"),
@@ -26,8 +27,9 @@ _EXPORTS = {
     "noisy.rundir": ("RunDir",),
     "noisy.settings": ("configure",),
     "noisy.streams": ("ImageBatches", "NoisyStream"),
-    "noisy.training": ("check_student_size", "check_training_settings", "compile_model", "fit", "labeled_per_batch",
+    "noisy.training": ("check_student_size", "compile_model", "fit", "labeled_per_batch",
                        "make_optimizer", "one_hot"),
+    "noisy.training_checks": ("check_training_settings",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

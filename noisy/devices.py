@@ -7,8 +7,7 @@ import keras
 
 from noisy.quiet import startup_notices_hidden
 from noisy.errors import UserError
-
-PRECISIONS = ("", "bfloat16", "float16")
+from noisy.training_checks import PRECISIONS
 
 
 def resolve_augment(augment):

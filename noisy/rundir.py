@@ -117,8 +117,8 @@ class Stage:
     """One stage being made: `begin` decides, `path` and `save` stage its outputs,
     `finish` moves them in and writes config.json last."""
 
-    def __init__(self, run, kind, folder, settings, retrain, shard_run=False):
-        self.run, self.kind, self.dir, self.settings, self.retrain = run, kind, folder, settings, retrain
+    def __init__(self, kind, folder, settings, retrain, shard_run=False):
+        self.kind, self.dir, self.settings, self.retrain = kind, folder, settings, retrain
         self.shard_run = shard_run
         self.what, self.identity, self.pending, self.outputs = WHAT[kind], None, [], []
 
@@ -205,7 +205,7 @@ class RunDir:
             lock(path)
         else:
             lock(os.path.join(path, "shards"), f".lock-{shard:04d}")
-        return Stage(self, kind, path, settings, retrain, shard_run=shard is not None)
+        return Stage(kind, path, settings, retrain, shard_run=shard is not None)
 
     # ------------------------------------------------------------------ inputs
     def split(self, source, num_labeled, num_val, seed, stage):
@@ -288,9 +288,11 @@ class RunDir:
         """The kind a stage folder records, without checking it (None: none)."""
         return self._record(folder).get("stage")
 
-    def _is_finished_student(self, folder):
+    def is_finished(self, folder, kind=None):
+        """Whether RUN_DIR/folder's config.json says finished (and of `kind`), unchecked:
+        `finished` checks it before anything is read from it."""
         record = self._record(folder)  # read once
-        return record.get("stage") == "student" and record.get("complete") is True
+        return record.get("complete") is True and kind in (None, record.get("stage"))
 
     def pseudo(self, teacher, split=None, pool=True):
         """The finished pseudo-labels of `teacher` on this split, their files as written,
@@ -328,7 +330,7 @@ class RunDir:
         if names == "all":
             chosen = sorted(f for f in os.listdir(self.dir) if f not in RESERVED
                             and os.path.isdir(os.path.join(self.dir, f))
-                            and self._is_finished_student(f))
+                            and self.is_finished(f, "student"))
         else:
             chosen = [name.strip() for name in names.split(",") if name.strip()]
             require(chosen and len(set(chosen)) == len(chosen)

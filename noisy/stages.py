@@ -172,6 +172,11 @@ def finish_stage(stage_dir, config, wanted, model=None, model_file="model.keras"
     extra = {"files_sha256": hashes}
     if model is not None:
         extra.update(model_file=model_file, model_sha256=file_sha256(staged_path(stage_dir, model_file)))
+    # From here until config.json is written the stage is unfinished: a kill in between
+    # leaves new files under no record, which every reader refuses and the same command
+    # resumes (its checkpoints are still staged) or makes again.
+    if os.path.isfile(os.path.join(stage_dir, "config.json")):
+        save_json(os.path.join(stage_dir, "config.json"), {"stage": config.get("stage"), "complete": False})
     for name in files + ([model_file] if model is not None else []):
         os.replace(staged_path(stage_dir, name), os.path.join(stage_dir, name))
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}"

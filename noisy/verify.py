@@ -29,15 +29,15 @@ def _sha256(path, inode, size, mtime_ns):
     return digest.hexdigest()
 
 
-def verify(path, sha256, script):
+def verify(path, sha256, script, record="its config.json"):
     """Raise a one-line UserError unless `path` exists and its sha256 is `sha256` (None:
-    nothing recorded, existence only). Returns the file's sha256."""
+    nothing recorded, existence only), as `record` holds it. Returns the file's sha256."""
     if not os.path.isfile(path):
         raise UserError(f"{path} is missing: run {script} first (or check --run_dir)")
     actual = file_sha256(path)
     if sha256 is not None and actual != sha256:
-        raise UserError(f"{path} is not the file {script} wrote (its sha256 differs from the one its config.json "
-                        f"records); rerun {script} --retrain=True")
+        raise UserError(f"{path} is not the file {script} wrote (its sha256 differs from the one "
+                        f"{record} records); rerun {script} --retrain=True")
     return actual
 
 

@@ -98,25 +98,22 @@ def one_line_error(result):
     return lines[-1]
 
 
-def test_bad_inputs_get_one_line_errors(synthetic_npz, tmp_path):
-    run = str(tmp_path / "run")
-    error = one_line_error(run_script("train_teacher.py", "--epoch=3", check=False))
-    assert "unknown setting --epoch; valid settings:" in error and "--epochs" in error
-    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", check=False))
-    assert f"{run}/data/config.json not found: run train_teacher.py first" in error
-    error = one_line_error(run_script("train_teacher.py", f"--data={tmp_path}/missing", check=False))
-    assert "missing' is neither 'cifar10', a .npz file nor an existing folder" in error
-    error = one_line_error(run_script("train_teacher.py", f"--data={synthetic_npz}", "--num_labeled=90",
-                                      f"--run_dir={run}", check=False))
-    assert "--num_labeled=90 cannot be split evenly over 4 classes" in error
-    error = one_line_error(run_script("train_teacher.py", "--model=resnet18", check=False))
-    assert "--model='resnet18': expected one of" in error
-    error = one_line_error(run_script("pseudo_label.py", "--threshold=1.5", check=False))
-    assert "--threshold=1.5: expected a probability in [0, 1)" in error
-    error = one_line_error(run_script("train_student.py", "--epochs=two", check=False))
-    assert "--epochs expects int (like 300), got 'two'" in error
-    error = one_line_error(run_script("train_student.py", "--labeled_copies=0", check=False))
-    assert "--labeled_copies=0: expected an integer >= 1" in error
+@pytest.mark.parametrize("script, args, expected", [
+    ("train_teacher.py", ["--epoch=3"], "unknown setting --epoch; valid settings:"),
+    ("pseudo_label.py", ["--run_dir={run}"], "{run}/data/config.json not found: run train_teacher.py first"),
+    ("train_teacher.py", ["--data={tmp}/missing"], "missing' is neither 'cifar10', a .npz file nor an existing folder"),
+    ("train_teacher.py", ["--data={npz}", "--num_labeled=90", "--run_dir={run}"],
+     "--num_labeled=90 cannot be split evenly over 4 classes"),
+    ("train_teacher.py", ["--model=resnet18"], "--model='resnet18': expected one of"),
+    ("pseudo_label.py", ["--threshold=1.5"], "--threshold=1.5: expected a probability in [0, 1)"),
+    ("train_student.py", ["--epochs=two"], "--epochs expects int (like 300), got 'two'"),
+    ("train_student.py", ["--labeled_copies=0"], "--labeled_copies=0: expected an integer >= 1"),
+], ids=["unknown-name", "no-teacher-yet", "missing-data", "uneven-split", "unknown-model", "threshold-range",
+        "bad-literal", "labeled-copies-range"])
+def test_bad_inputs_get_one_line_errors(script, args, expected, synthetic_npz, tmp_path):
+    names = dict(run=str(tmp_path / "run"), tmp=str(tmp_path), npz=synthetic_npz)
+    error = one_line_error(run_script(script, *[a.format(**names) for a in args], check=False))
+    assert expected.format(**names) in error
 
 
 def test_student_smaller_than_teacher_is_refused(synthetic_npz, tmp_path):

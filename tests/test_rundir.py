@@ -92,6 +92,36 @@ def test_a_retrain_that_fails_at_its_last_step_leaves_every_file_of_the_finished
     assert json.loads(before["config.json"])["files_sha256"]["history.csv"]  # recorded, so checked when read
 
 
+def test_a_kill_while_a_retrain_moves_its_files_in_leaves_an_unfinished_stage_that_resumes(tmp_path, monkeypatch):
+    from noisy import stages
+    from noisy.stages import begin_stage, check_stage, finish_stage, identity, staged_path
+
+    stage, old, new = str(tmp_path / "teacher"), identity({"epochs": 1}, {}), identity({"epochs": 2}, {})
+    begin_stage(stage, "teacher", old, retrain=False)
+    open(staged_path(stage, "history.csv"), "w").write("epoch\n0\n")
+    finish_stage(stage, {"model": "tiny"}, old)
+    begin_stage(stage, "teacher", new, retrain=True)
+    open(staged_path(stage, "history.csv"), "w").write("epoch\n0\n1\n")
+    open(staged_path(stage, "latest.json"), "w").write("{}")  # a checkpoint, as fit leaves one
+    real_replace = os.replace
+
+    def killed(src, dst):  # the kill: the first file moved in, then the process dies
+        real_replace(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        finish_stage(stage, {"model": "tiny"}, new)
+    monkeypatch.setattr(stages.os, "replace", real_replace)
+    with pytest.raises(UserError, match="unfinished train_teacher.py"):  # no reader takes the new file
+        RunDir(str(tmp_path)).finished("teacher", "teacher")
+    with pytest.raises(UserError, match="unfinished train_teacher.py"):
+        RunDir(str(tmp_path)).teacher()
+    assert check_stage(stage, "teacher", new, retrain=False) is True  # the same command resumes
+    with pytest.raises(UserError, match="checkpoints were made with other settings"):
+        check_stage(stage, "teacher", old, retrain=False)  # the old stage is gone: never "nothing to do"
+
+
 def test_a_resume_under_another_backend_is_refused_and_other_code_is_named(finished_run, finished_run_template):
     run, npz = finished_run, finished_run_template[0]
     args = [f"--data={npz}", f"--run_dir={run}", "--epochs=1", *TEACHER]
@@ -175,4 +205,16 @@ def test_merged_shards_that_are_not_probabilities_are_refused(tmp_path):
     save_shard(str(tmp_path), 0, 2, pool_id, np.full((2, 3), 1 / 3, np.float32))
     save_shard(str(tmp_path), 1, 2, pool_id, np.full((2, 3), 2.0, np.float32))
     with pytest.raises(UserError, match=r"the shards hold rows that are not probabilities; label them again"):
+        merge_shards(str(tmp_path), 2, pool_id)
+
+
+def test_a_shard_changed_after_it_was_written_is_refused_at_the_merge(tmp_path):
+    from noisy.pseudo import merge_shards, save_shard
+    pool_id = {"teacher": "t1", "pool_rows": 4}
+    for shard in (0, 1):
+        save_shard(str(tmp_path), shard, 2, pool_id, np.full((2, 3), 1 / 3, np.float32))
+    assert merge_shards(str(tmp_path), 2, pool_id).shape == (4, 3)
+    np.save(tmp_path / "probs-0001-of-0002.npy", np.eye(3, dtype=np.float32)[[0, 1]])  # still probabilities
+    with pytest.raises(UserError, match=r"probs-0001-of-0002.npy is not the file pseudo_label.py --num_shards=2 "
+                                        r"--shard=1 wrote \(its sha256 differs from the one probs-0001-of-0002.json"):
         merge_shards(str(tmp_path), 2, pool_id)

@@ -127,6 +127,27 @@ def test_help_prints_the_settings_block_before_tensorflow_loads(flag):
         assert re.search(r"\n  --run_dir=\"runs/default\" +folder every stage reads from and writes to\n", out)
 
 
+@pytest.mark.parametrize("script, arg, message", [
+    ("train_teacher.py", "--lr=-1", "--lr must be > 0"),
+    ("train_teacher.py", "--model=resnet18", "--model='resnet18': expected one of"),
+    ("train_student.py", "--labeled_copies=0", "--labeled_copies=0: expected an integer >= 1"),
+    ("train_student.py", "--mixed_precision=fp8", "--mixed_precision='fp8': expected one of"),
+])
+def test_a_bad_training_setting_answers_before_keras_loads(script, arg, message, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from conftest import REPO
+    code = ("import os, runpy, sys\nsys.argv = [sys.argv[1], sys.argv[2]]\nsys.path.insert(0, os.path.dirname(sys.argv[0]))\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except Exception as e:\n    print(type(e).__name__, e)\n"
+            "    print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, script), arg], capture_output=True,
+                            text=True, cwd=str(tmp_path))
+    raised, loaded = result.stdout.strip().splitlines()[-2:]
+    assert raised.startswith(f"UserError {message}") and loaded == "False False", result.stdout + result.stderr
+
+
 def test_every_bench_script_has_a_settings_block_and_answers_help():
     """A bench script without rulers once ended every run in 'unexpected StopIteration'."""
     import glob
