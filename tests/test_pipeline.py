@@ -3,6 +3,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -150,23 +151,22 @@ def test_killed_training_resumes_with_each_epoch_once(synthetic_npz, tmp_path):
     assert os.path.isfile(os.path.join(run, "teacher", "model.keras"))
 
 
-def test_split_and_pseudo_labels_are_byte_identical_for_a_seed(synthetic_npz, tmp_path):
-    run = str(tmp_path / "run")
-    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
-    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}2", "--epochs=1", *TEACHER)
+def test_split_and_pseudo_labels_are_byte_identical_for_a_seed(finished_run_template, finished_run, tmp_path):
+    npz, template = finished_run_template  # a run made with the same data, settings and seed
+    run = str(tmp_path / "again")
+    run_script("train_teacher.py", f"--data={npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
     for name in ("labeled.npy", "val.npy", "unlabeled.npy", "train_images.npy"):
-        assert sha(os.path.join(run, "data", name)) == sha(os.path.join(run + "2", "data", name))
+        assert sha(os.path.join(run, "data", name)) == sha(os.path.join(template, "data", name))
     files = ("pool_probs.npy", "indices.npy", "targets.npy", "summary.json")
-    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.3")
-    first = [sha(os.path.join(run, "pseudo", f)) for f in files]
-    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.3", "--retrain=True")
-    assert [sha(os.path.join(run, "pseudo", f)) for f in files] == first
+    run_script("pseudo_label.py", f"--run_dir={finished_run}", "--threshold=0.0", "--retrain=True")  # as the template
+    assert [sha(os.path.join(finished_run, "pseudo", f)) for f in files] == \
+        [sha(os.path.join(template, "pseudo", f)) for f in files]
 
 
-def test_unusable_stage_inputs_are_refused_by_name(synthetic_npz, tmp_path):
-    run = str(tmp_path / "run")
-    run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
-    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.99", check=False))
+def test_unusable_stage_inputs_are_refused_by_name(finished_run, tmp_path):
+    run = finished_run
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.99", "--retrain=True",
+                                      check=False))
     assert "--threshold=0.99 keeps none of 280 images; teacher confidence histogram: 0.0-0.1: " in error
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={tmp_path}/none.npy",
                                       check=False))
@@ -175,13 +175,13 @@ def test_unusable_stage_inputs_are_refused_by_name(synthetic_npz, tmp_path):
     empty.mkdir()
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", f"--unlabeled={empty}", check=False))
     assert f"--unlabeled: {empty} holds no image files" in error
-    # The student needs finished pseudo-labels; a half-written stage does not count.
-    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", check=False))
-    assert f"{run}/pseudo/config.json not found: run pseudo_label.py first" in error
-    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
+    # The student needs finished pseudo-labels, every file of them.
     os.remove(os.path.join(run, "pseudo", "targets.npy"))
-    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", check=False))
+    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--student=another", check=False))
     assert f"{run}/pseudo/targets.npy is missing: run pseudo_label.py first" in error
+    shutil.rmtree(os.path.join(run, "pseudo"))
+    error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--student=another", check=False))
+    assert f"{run}/pseudo/config.json not found: run pseudo_label.py first" in error
     # A damaged model file.
     with open(os.path.join(run, "teacher", "model.keras"), "r+b") as f:
         f.truncate(100)
@@ -189,22 +189,23 @@ def test_unusable_stage_inputs_are_refused_by_name(synthetic_npz, tmp_path):
     assert f"{run}/teacher/model.keras is not the file train_teacher.py wrote" in error
 
 
-def test_sharded_labeling_merges_to_the_whole(synthetic_npz, tmp_path):
-    run = str(tmp_path / "run")
-    # The GPU switches run on a CPU too: XLA, and data parallelism over the one device.
-    out = run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1",
+def test_the_gpu_switches_run_on_a_cpu(synthetic_npz, tmp_path):
+    # XLA, and data parallelism over the one device.
+    out = run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={tmp_path / 'run'}", "--epochs=1",
                      "--jit_compile=true", "--data_parallel=True", *TEACHER)
     assert "1 epochs of 2 steps" in out.stdout  # 80 labeled images, global batch 32 on one replica
-    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.3")
-    whole = np.load(os.path.join(run, "pseudo", "pool_probs.npy"))
-    out = run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", "--shard=1")
-    assert "wrote shard 1 of 3" in out.stdout
-    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", "--threshold=0.3",
+
+
+def test_sharded_labeling_merges_to_the_whole(finished_run):
+    run = finished_run
+    whole = np.load(os.path.join(run, "pseudo", "pool_probs.npy"))  # labeled in one run
+    out = run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=2", "--shard=1")
+    assert "wrote shard 1 of 2" in out.stdout
+    error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=2", "--threshold=0.0",
                                       "--retrain=True", check=False))
-    assert "shard(s) 0, 2 of 3 not labeled yet" in error
-    for shard in (0, 2):
-        run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", f"--shard={shard}")
-    run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=3", "--shard=-1", "--threshold=0.3",
+    assert "shard(s) 0 of 2 not labeled yet" in error
+    run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=2", "--shard=0")
+    run_script("pseudo_label.py", f"--run_dir={run}", "--num_shards=2", "--shard=-1", "--threshold=0.0",
                "--retrain=True")  # the same pseudo-labels as the whole run's: made again only when asked
     merged = np.load(os.path.join(run, "pseudo", "pool_probs.npy"))
     assert merged.shape == whole.shape and np.allclose(merged, whole, atol=1e-5)
