@@ -19,8 +19,8 @@ def anchors(file):
 def test_the_readme_gives_the_ci_test_command_and_the_one_line_install():
     readme = open(os.path.join(REPO, "README.md")).read()
     ci = open(os.path.join(REPO, ".ci", "run")).read()
-    assert "\n    python -m pytest -q tests\n" in readme
-    assert "\npython -m pytest -q tests\n" in ci
+    assert "\n    python -m pytest -q -n 2 tests\n" in readme
+    assert "\npython -m pytest -q -n 2 tests\n" in ci
     assert ("\n    python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt && "
             "python train_teacher.py && python pseudo_label.py && python train_student.py && python evaluate.py\n"
             ) in readme

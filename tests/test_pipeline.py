@@ -129,7 +129,7 @@ def test_student_smaller_than_teacher_is_refused(synthetic_npz, tmp_path):
 def test_killed_training_resumes_with_each_epoch_once(synthetic_npz, tmp_path):
     run = str(tmp_path / "run")
     args = [sys.executable, os.path.join(REPO, "train_teacher.py"), f"--data={synthetic_npz}",
-            f"--run_dir={run}", "--epochs=25", *TEACHER]
+            f"--run_dir={run}", "--epochs=12", *TEACHER]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     latest = os.path.join(run, "teacher", "resume", "latest.json")
     deadline = time.time() + 300
@@ -142,11 +142,11 @@ def test_killed_training_resumes_with_each_epoch_once(synthetic_npz, tmp_path):
     done = read_history(os.path.join(run, "teacher", "resume", "history.csv"))  # while it trains
     header = open(os.path.join(run, "teacher", "resume", "history.csv")).readline()
     assert not os.path.exists(os.path.join(run, "teacher", "history.csv"))  # written when the stage finishes
-    assert 2 <= len(done) < 25, "the kill should land mid-training"
+    assert 2 <= len(done) < 12, "the kill should land mid-training"
     assert not os.path.exists(os.path.join(run, "teacher", "config.json"))
     out = run_script(*args[1:])
     assert f"resuming {run}/teacher after epoch" in out.stdout
-    assert read_history(os.path.join(run, "teacher", "history.csv")) == list(range(25))
+    assert read_history(os.path.join(run, "teacher", "history.csv")) == list(range(12))
     assert open(os.path.join(run, "teacher", "history.csv")).readline() == header  # same columns, same order
     assert os.path.isfile(os.path.join(run, "teacher", "model.keras"))
 
