@@ -27,15 +27,18 @@ def config_bytes(run, stage):
 
 
 # ----------------------------------------------------------------------------- 1. identity
-def test_finished_stages_refuse_other_settings_and_redone_upstream_stages(finished_run, finished_run_template):
-    run, synthetic_npz = finished_run, finished_run_template[0]
+def test_a_finished_stage_refuses_other_settings_and_ignores_runtime_ones(finished_run):
+    run = finished_run
     error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--epochs=2", "--batch_size=32",
                                       check=False))
     assert f"{run}/student holds a student made with other settings or inputs: settings.epochs 1 (now 2)" in error
     assert "pass --retrain=True to replace it" in error
     same = run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32", "--workers=1")
     assert "nothing to do" in same.stdout  # WORKERS does not define the result
-    # The teacher made again: every later stage and evaluate.py see it.
+
+
+def test_a_teacher_made_again_is_seen_by_every_later_stage_and_by_evaluate(finished_run, finished_run_template):
+    run, synthetic_npz = finished_run, finished_run_template[0]
     old_teacher = json.load(open(os.path.join(run, "teacher", "config.json")))["run_id"]
     run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=1", *TEACHER,
                "--retrain=True")
@@ -151,24 +154,32 @@ def test_a_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 4. one line
-def test_bad_files_are_refused_in_one_line(tmp_path, synthetic_npz):
+def test_a_truncated_npy_is_refused_naming_its_size(tmp_path):
     np.save(tmp_path / "pool.npy", np.zeros((100, 8, 8, 3), np.uint8))
     with open(tmp_path / "pool.npy", "r+b") as f:
         f.truncate(3000)
     with pytest.raises(UserError, match=r"pool.npy is truncated: 3000 bytes, its header promises 19328"):
         NpyRows(str(tmp_path / "pool.npy"))
+
+
+def test_a_damaged_resume_marker_is_refused_naming_the_way_out(tmp_path):
     os.makedirs(tmp_path / "stage" / "resume")
     (tmp_path / "stage" / "resume" / "latest.json").write_text('{"epoch": ')
     with pytest.raises(UserError, match=r"latest.json is damaged \(JSONDecodeError.*; delete .*resume or pass "
                                         r"--retrain=True"):
         load_resume_point(str(tmp_path / "stage"))
+
+
+@pytest.mark.parametrize("key, change, message", [
+    ("y_train", lambda y: y[:-5], r"holds 395 labels for the 400 images"),
+    ("y_test", lambda y: y - 1, r"labels of dtype int64 from -1 to 2"),
+], ids=["labels-short", "labels-negative"])
+def test_an_npz_with_bad_labels_is_refused(key, change, message, tmp_path, synthetic_npz):
     from noisy.data import load_source
     arrays = dict(np.load(synthetic_npz))
-    for key, value, message in (("y_train", arrays["y_train"][:-5], r"holds 395 labels for the 400 images"),
-                                ("y_test", arrays["y_test"] - 1, r"labels of dtype int64 from -1 to 2")):
-        np.savez(tmp_path / "bad.npz", **dict(arrays, **{key: value}))
-        with pytest.raises(UserError, match=message):
-            load_source(str(tmp_path / "bad.npz"))
+    np.savez(tmp_path / "bad.npz", **dict(arrays, **{key: change(arrays[key])}))
+    with pytest.raises(UserError, match=message):
+        load_source(str(tmp_path / "bad.npz"))
 
 
 def test_os_errors_and_unexpected_errors_are_one_line():
@@ -180,10 +191,13 @@ def test_os_errors_and_unexpected_errors_are_one_line():
         "error: unexpected ValueError: bad (set NOISY_TRACEBACK=1 to see the traceback)"
 
 
-def test_a_run_folder_that_cannot_be_made_and_a_failed_download_are_one_line(tmp_path):
+def test_a_run_folder_that_cannot_be_made_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
     error = one_line_error(run_script("train_teacher.py", f"--run_dir={tmp_path}/file/run", check=False))
     assert error == f"error: Not a directory: {tmp_path}/file/run"
+
+
+def test_a_failed_cifar10_download_is_one_line_naming_the_alternatives(tmp_path):
     # No internet: every connection is refused by a proxy that is not there.
     offline = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9",
                "HTTPS_PROXY": "http://127.0.0.1:9"}
@@ -245,24 +259,34 @@ def test_evaluate_and_the_student_check_what_the_pseudo_labels_and_the_split_are
     assert "was made from another split" in error
 
 
-def test_damaged_json_and_locks_and_imported_names_are_handled(tmp_path):
-    from noisy.data import prepare_data
+def test_a_stage_record_that_is_no_json_object_is_refused(tmp_path):
     from noisy.rundir import RunDir
-    from noisy.settings import configure
     (tmp_path / "stage").mkdir()
     (tmp_path / "stage" / "config.json").write_text("[]")
     with pytest.raises(UserError, match=r"stage/config.json holds a JSON list, not an object; rerun train_teacher.py"):
         RunDir(str(tmp_path)).finished("stage", "teacher")
+
+
+def test_a_damaged_data_record_is_refused(tmp_path):
+    from noisy.data import prepare_data
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "config.json").write_text("{bad")
     with pytest.raises(UserError, match=r"data/config.json is not readable JSON \(JSONDecodeError"):
         prepare_data("cifar10", str(tmp_path / "data"), 0, 0, 0)
+
+
+def test_a_damaged_lock_file_nobody_holds_is_taken(tmp_path):
+    (tmp_path / "stage").mkdir()
     lock_file = tmp_path / "stage" / ".lock"
     lock_file.write_text('{"host": "elsewhere"}')  # damaged: no pid
     os.utime(lock_file, (time.time() - 60, time.time() - 60))
     lock(str(tmp_path / "stage"))  # a damaged lock file nobody holds is taken
     assert json.load(open(lock_file))["pid"] == os.getpid()
     unlock(str(lock_file))
+
+
+def test_only_the_settings_block_is_settings_not_imported_names():
+    from noisy.settings import configure
     # evaluate.py imports CORRUPTIONS; only its settings block is settings.
     namespace = {"__file__": os.path.join(REPO, "evaluate.py"), "CORRUPTIONS": ("jpeg",), "SEVERITIES": (1,)}
     with pytest.raises(UserError, match=r"unknown setting --corruptions; valid settings: --severities"):
