@@ -10,7 +10,6 @@ before the classifier and stochastic depth decaying linearly to survival 0.8.
 
 The article reports 93.94% test accuracy for its student of an un-noised teacher (88.39%).
 """
-import os
 
 import numpy as np
 
@@ -58,7 +57,7 @@ split = run.data()
 teacher = run.teacher(split)
 pseudo = run.pseudo(teacher, split)  # with its pool, indices and targets, checked
 settings["model"] = model_name = MODEL or teacher["model"]  # '' resolved: the identity names the preset
-import keras  # noqa: E402  (here: --help and bad settings answer before TensorFlow loads)
+keras = noisy.import_keras()  # here: --help and bad settings answer before TensorFlow loads
 
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)

@@ -13,7 +13,6 @@ the test set; we select on a validation split held out of the training data). A
 schedule more usual for ResNets: --optimizer=sgd --lr=0.05 --weight_decay=5e-4
 --schedule=cosine --epochs=200 --batch_size=128.
 """
-import os
 
 import noisy
 
@@ -55,7 +54,7 @@ settings = noisy.configure(globals())
 noisy.check_training_settings(settings)
 run = noisy.RunDir(RUN_DIR)
 stage = run.stage("teacher", settings, retrain=RETRAIN)  # one process per stage; it also guards RUN_DIR/data
-import keras  # noqa: E402  (here: --help and bad settings answer before TensorFlow loads)
+keras = noisy.import_keras()  # here: --help and bad settings answer before TensorFlow loads
 
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from noisy.errors import UserError
 from noisy.files import atomic_path
 
 
@@ -50,9 +51,7 @@ class WeightAverage(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.variables = averaged_variables(self.model)
         starts = self.restored if self.restored is not None else [ops.copy(v.value) for v in self.variables]
-        if len(starts) != len(self.variables) or any(tuple(s.shape) != tuple(v.shape)
-                                                     for s, v in zip(starts, self.variables)):
-            raise ValueError("the saved weight average does not fit this model's variables")
+        require_fits(starts, self.variables)
         self.average = [keras.Variable(s, dtype=v.dtype, trainable=False, name=f"average_{i}")
                         for i, (s, v) in enumerate(zip(starts, self.variables))]
         self.raw = [keras.Variable(ops.zeros(v.shape, v.dtype), trainable=False, name=f"raw_{i}")
@@ -105,11 +104,17 @@ def load_average(path):
         return [f[f"arr_{i}"] for i in range(len(f.files))]
 
 
+def require_fits(values, variables):
+    """A saved average (a checkpoint's average.npz) holds one array per averaged variable."""
+    if len(values) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(values, variables)):
+        raise UserError("the saved weight average does not fit this model's variables; delete the stage's resume/ "
+                        "folder or pass --retrain=True")
+
+
 def apply_average(model, values):
     """Set the model's averaged variables to `values` (a model loaded from a checkpoint
     becomes the averaged model that is saved)."""
     variables = averaged_variables(model)
-    if len(values) != len(variables):
-        raise ValueError("the saved weight average does not fit this model's variables")
+    require_fits(values, variables)
     for variable, value in zip(variables, values):
         variable.assign(value)

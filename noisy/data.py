@@ -20,7 +20,7 @@ import shutil
 import numpy as np
 
 from noisy.files import NpyRows, load_npy, read_json, save_json, save_npy
-from noisy.verify import file_sha256
+from noisy.verify import changed_files, file_sha256
 from noisy.images import decode_images, list_images, warn_skipped
 from noisy.errors import UserError
 
@@ -150,8 +150,9 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
             raise UserError(f"{data_dir} holds a split made with other data settings: {'; '.join(differ)}; "
                             "use a new --run_dir for other data settings")
         if config.get("complete") and all(os.path.isfile(os.path.join(data_dir, f)) for f in DATA_FILES) \
+                and not changed_files(data_dir, config.get("files_sha256", {})) \
                 and config.get("fingerprint") == source_fingerprint(source):
-            return config, data_dir  # else the source changed on disk since: read it again (a new split waits)
+            return config, data_dir  # else a file or the source changed since: read it again (a new split waits)
     print(f"reading {wanted['source']} ...", flush=True)
     x_train, y_train, x_test, y_test, names = load_source(source, image_size)
     labeled, val, unlabeled = split_indices(y_train, len(names), num_labeled, num_val, seed)
@@ -162,7 +163,8 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
         save_npy(os.path.join(folder, name), array)
     config = dict(wanted, fingerprint=source_fingerprint(source), class_names=names, num_classes=len(names),
                   image_shape=list(x_train.shape[1:]), num_train=len(y_train), num_test=len(y_test),
-                  num_unlabeled=len(unlabeled), complete=True)
+                  num_unlabeled=len(unlabeled), complete=True,
+                  files_sha256={name: file_sha256(os.path.join(folder, name)) for name in DATA_FILES})
     save_json(os.path.join(folder, "config.json"), config)
     return config, folder
 
@@ -199,7 +201,7 @@ def split_id(data_dir, config):
     of every file of it (images, labels, the labeled / validation / unlabeled indices), so
     a file changed or re-cached from a changed source changes it, and so does any field of
     its config.json (classes, shapes, counts). About 0.2 s for CIFAR-10."""
-    described = {k: v for k, v in config.items() if k not in ("complete", "fingerprint")}  # every field read later
+    described = {k: v for k, v in config.items() if k not in ("complete", "fingerprint", "files_sha256")}  # every field read later
     digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
     for name in DATA_FILES:
         digest.update(file_sha256(os.path.join(data_dir, name)).encode())

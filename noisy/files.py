@@ -110,8 +110,15 @@ def load_model(path, stage):
 
 def load_npy(path, mmap=True):
     """np.load with a clear error; large arrays are memory-mapped, not read into RAM."""
-    try:
+    with npy_errors(path):
         return np.load(path, mmap_mode="r" if mmap else None)
+
+
+@contextlib.contextmanager
+def npy_errors(path):
+    """A missing or unreadable .npy file as one line naming it."""
+    try:
+        yield
     except FileNotFoundError:
         raise UserError(f"{path} not found") from None
     except (ValueError, OSError) as e:
@@ -127,17 +134,12 @@ class NpyRows:
 
     def __init__(self, path):
         self.path = path
-        try:
-            with open(path, "rb") as f:
-                version = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                self.shape, fortran, self.dtype = read_header(f)
-                self.offset = f.tell()
-        except FileNotFoundError:
-            raise UserError(f"{path} not found") from None
-        except (ValueError, OSError) as e:
-            raise UserError(f"{path} is not a readable .npy file ({e})") from None
+        with npy_errors(path), open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            self.shape, fortran, self.dtype = read_header(f)
+            self.offset = f.tell()
         if fortran or self.dtype.hasobject or not self.shape:
             raise UserError(f"{path} is not a plain C-ordered array; save it with np.save")
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize

@@ -20,6 +20,8 @@ def check_labeling_settings(s):
     require(s["num_shards"] >= 1 and -1 <= s["shard"] < s["num_shards"],
             f"--shard={s['shard']} --num_shards={s['num_shards']}: expected num_shards >= 1 and shard in "
             "-1..num_shards-1")
+    require(s["workers"] >= 1 and s["cinic_per_class"] >= 0, "--workers must be >= 1 and --cinic_per_class >= 0")
+    require(0 <= s["seed"] < 2 ** 32, f"--seed={s['seed']}: expected an integer in [0, 2**32)")
 
 
 def teacher_probabilities(teacher, pool, batch_size, workers, stage, num_shards=1, shard=-1):

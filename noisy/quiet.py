@@ -36,12 +36,12 @@ def startup_notices_hidden():
 
 
 def import_keras():
-    """Import Keras without TensorFlow's start-up notices. TensorFlow is imported here too
+    """Import Keras without TensorFlow's start-up notices, and return it. TensorFlow is imported here too
     where it is installed (the JAX backend loads it later for some utilities, and would
     print them then). A Ctrl-C in the middle is held until the import is done: raised
     inside TensorFlow's C++ start-up it can abort the process instead of stopping it."""
     if "keras" in sys.modules:
-        return
+        return sys.modules["keras"]
     import importlib.util
     import signal
     held = []
@@ -55,3 +55,4 @@ def import_keras():
         signal.signal(signal.SIGINT, previous)
     if held:
         raise KeyboardInterrupt
+    return sys.modules["keras"]

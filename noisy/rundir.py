@@ -23,7 +23,7 @@ from noisy.data import DATA_FILES, commit_split, load_split, prepare_data, split
 from noisy.errors import UserError, require
 from noisy.files import NpyRows, load_model, load_npy, read_json, relative_to_run, save_json, save_npy
 from noisy.locks import lock
-from noisy.verify import file_sha256, verify
+from noisy.verify import changed_files, file_sha256, verify
 
 SCRIPTS = {"teacher": "train_teacher.py", "pseudo": "pseudo_label.py", "student": "train_student.py"}
 WHAT = {"teacher": "teacher", "pseudo": "set of pseudo-labels", "student": "student"}
@@ -198,6 +198,8 @@ class RunDir:
         path = os.path.join(self.dir, folder)
         require(not os.path.islink(path), f"{path} is a link to {os.path.realpath(path)}, a stage of another run "
                 f"folder: a {WHAT[kind]} is made only in a folder of its own; use another --run_dir")
+        if kind != "teacher":
+            self._require_split()  # before the lock: a mistyped --run_dir is not made
         made = self._kind(folder)
         require(made in (None, kind), f"{path} holds a {made} stage, not a {WHAT[kind]}: it is not replaced by one; "
                 "use another --run_dir")
@@ -211,7 +213,6 @@ class RunDir:
     def split(self, source, num_labeled, num_val, seed, stage):
         """The teacher's split of `source`: RUN_DIR/data when it holds it, else made now
         beside it and moved in when `stage` begins."""
-        require(num_labeled >= 0 and num_val >= 0, "--num_labeled and --num_val must be >= 0")
         data_dir = os.path.join(self.dir, "data")
         config, folder = prepare_data(source, data_dir, num_labeled, num_val, seed)
         split = Split(folder, config, data_dir)
@@ -219,15 +220,22 @@ class RunDir:
             stage.pending.append(split)
         return split
 
+    def _require_split(self):
+        path = os.path.join(self.dir, "data", "config.json")
+        require(os.path.isfile(path), f"{path} not found: run train_teacher.py first (or check --run_dir)")
+        return path
+
     def data(self):
         """RUN_DIR/data as the teacher left it: complete, every file there."""
         data_dir = os.path.join(self.dir, "data")
-        path = os.path.join(data_dir, "config.json")
-        require(os.path.isfile(path), f"{path} not found: run train_teacher.py first (or check --run_dir)")
+        path = self._require_split()
         config = read_json(path, "rerun train_teacher.py")
         require(config.get("complete") is True, f"{path} belongs to an unfinished split; run train_teacher.py again")
         for name in DATA_FILES:
             verify(os.path.join(data_dir, name), None, "train_teacher.py")
+        changed = changed_files(data_dir, config.get("files_sha256", {}))
+        require(not changed, f"{data_dir}: {', '.join(changed)} changed since train_teacher.py wrote it; run "
+                "train_teacher.py again with the same settings to make the split again from its source")
         return Split(data_dir, config, data_dir)
 
     def finished(self, folder, kind):
@@ -277,21 +285,26 @@ class RunDir:
         self._same_split(teacher, split or self.data())
         return teacher
 
-    def _record(self, folder):
-        """RUN_DIR/folder/config.json as it is, unchecked ({} where there is none or it is damaged)."""
+    def _record(self, folder, strict=False):
+        """RUN_DIR/folder/config.json as it is, unchecked ({} where there is none, or where
+        it is damaged unless `strict`)."""
+        path = os.path.join(self.dir, folder, "config.json")
         try:
-            return read_json(os.path.join(self.dir, folder, "config.json"), "")
+            return read_json(path, f"delete {os.path.dirname(path)} or make it again with --retrain=True")
         except UserError:
+            if strict and os.path.isfile(path):
+                raise
             return {}
 
     def _kind(self, folder):
         """The kind a stage folder records, without checking it (None: none)."""
         return self._record(folder).get("stage")
 
-    def is_finished(self, folder, kind=None):
-        """Whether RUN_DIR/folder's config.json says finished (and of `kind`), unchecked:
-        `finished` checks it before anything is read from it."""
-        record = self._record(folder)  # read once
+    def is_finished(self, folder, kind=None, strict=False):
+        """Whether RUN_DIR/folder's config.json says finished (and of `kind`), unchecked
+        (`finished` checks it before anything is read from it); with `strict` a damaged
+        config.json is refused rather than taken for no stage."""
+        record = self._record(folder, strict)  # read once
         return record.get("complete") is True and kind in (None, record.get("stage"))
 
     def pseudo(self, teacher, split=None, pool=True):
@@ -304,7 +317,9 @@ class RunDir:
         if pool:
             file = os.path.join(self.dir, pseudo["pool_file"])  # relative to RUN_DIR, or absolute
             recorded = pseudo.inputs.get("pool", {}).get("sha256")
-            verify(file, recorded, "pseudo_label.py")  # a cached folder's images too (#23)
+            require(verify(file, None, "pseudo_label.py") == recorded,  # a cached folder's images too (#23)
+                    f"{file} changed since pseudo_label.py labeled it (its sha256 differs from the one "
+                    f"{pseudo.dir}/config.json records); rerun pseudo_label.py --retrain=True")
             pseudo.pool = NpyRows(file)
             rows, targets = pseudo.npy("indices.npy"), pseudo.npy("targets.npy")
             require(rows.ndim == 1 and rows.dtype.kind in "iu" and len(rows) == len(targets)
@@ -319,7 +334,8 @@ class RunDir:
         return pseudo
 
     def lock_evaluation(self):
-        """One evaluate.py at a time per run folder."""
+        """One evaluate.py at a time per run folder (one that holds a split)."""
+        self._require_split()
         lock(self.dir, ".lock-evaluate")
 
     def students(self, names, teacher, split=None):
@@ -330,7 +346,7 @@ class RunDir:
         if names == "all":
             chosen = sorted(f for f in os.listdir(self.dir) if f not in RESERVED
                             and os.path.isdir(os.path.join(self.dir, f))
-                            and self.is_finished(f, "student"))
+                            and self.is_finished(f, "student", strict=True))
         else:
             chosen = [name.strip() for name in names.split(",") if name.strip()]
             require(chosen and len(set(chosen)) == len(chosen)

@@ -141,6 +141,9 @@ def begin_stage(stage_dir, name, wanted, retrain, env=None):
     touched: `finish_stage` replaces its files, config.json last."""
     resumes = check_stage(stage_dir, name, wanted, retrain, env)
     resume_dir = os.path.join(stage_dir, STAGING)
+    if retrain and has_checkpoints(stage_dir):
+        print(f"--retrain=True: starting {stage_dir} afresh, dropping the checkpoints in {resume_dir} (to resume "
+              "an interrupted run, rerun its command without --retrain=True)", flush=True)
     if not resumes:
         shutil.rmtree(resume_dir, ignore_errors=True)
     os.makedirs(resume_dir, exist_ok=True)

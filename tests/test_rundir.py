@@ -55,6 +55,25 @@ def test_a_lost_data_file_is_remade_when_the_source_is_unchanged(finished_run, f
     assert open(os.path.join(run, "data", "val.npy"), "rb").read() == val
 
 
+@pytest.mark.parametrize("damage", ["relabeled", "truncated"])
+def test_a_changed_data_file_is_named_by_its_consumers_and_remade_by_the_teacher(damage, finished_run,
+                                                                                finished_run_template):
+    run, npz = finished_run, finished_run_template[0]
+    path = os.path.join(run, "data", "test_labels.npy")
+    labels = open(path, "rb").read()
+    if damage == "relabeled":
+        np.save(path, np.zeros_like(np.load(path)))
+    else:
+        open(path, "r+b").truncate(100)
+    with pytest.raises(UserError, match=rf"{run}/data: test_labels.npy changed since train_teacher.py wrote it; "
+                                        "run train_teacher.py again with the same settings"):
+        RunDir(run).data()
+    out = run_script("train_teacher.py", f"--data={npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+    assert "nothing to do" in out.stdout  # the same split, made again from the source: the teacher is its own
+    assert open(path, "rb").read() == labels
+    RunDir(run).teacher()
+
+
 def test_a_cached_pool_changed_after_labeling_is_refused(finished_run, tmp_path):
     from PIL import Image
     from conftest import synthetic_images
@@ -69,7 +88,7 @@ def test_a_cached_pool_changed_after_labeling_is_refused(finished_run, tmp_path)
     np.save(cache, images[::-1])  # the rows reordered: every pseudo-label now names another image
     error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32",
                                       "--retrain=True", check=False))
-    assert f"{cache} is not the file pseudo_label.py wrote" in error
+    assert f"{cache} changed since pseudo_label.py labeled it" in error
 
 
 def test_a_retrain_that_fails_at_its_last_step_leaves_every_file_of_the_finished_stage(tmp_path):
@@ -218,3 +237,19 @@ def test_a_shard_changed_after_it_was_written_is_refused_at_the_merge(tmp_path):
     with pytest.raises(UserError, match=r"probs-0001-of-0002.npy is not the file pseudo_label.py --num_shards=2 "
                                         r"--shard=1 wrote \(its sha256 differs from the one probs-0001-of-0002.json"):
         merge_shards(str(tmp_path), 2, pool_id)
+
+
+def test_a_damaged_student_record_is_refused_not_skipped_by_all(finished_run):
+    (open(os.path.join(finished_run, "student", "config.json"), "w")).write("{")
+    run = RunDir(finished_run)
+    with pytest.raises(UserError, match=r"student/config.json is not readable JSON .*; delete .*student or make it "
+                                        r"again with --retrain=True"):
+        run.students("all", run.teacher())
+
+
+@pytest.mark.parametrize("kind", ["pseudo", "student", "evaluate"])
+def test_a_mistyped_run_folder_is_refused_and_not_made(kind, tmp_path):
+    run = RunDir(str(tmp_path / "typo"))
+    with pytest.raises(UserError, match=r"typo/data/config.json not found: run train_teacher.py first"):
+        run.lock_evaluation() if kind == "evaluate" else run.stage(kind, {})
+    assert not os.path.exists(tmp_path / "typo")

@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from conftest import REPO, TEACHER, run_script, synthetic_images
@@ -116,13 +117,18 @@ def test_resume_checkpoints_are_used_only_under_the_identity_they_were_made_with
         check_stage(stage, "student", identity({"epochs": 8}, {"pseudo": "p1"}), retrain=False)
 
 
-def test_a_changed_file_in_an_unlabeled_folder_makes_a_new_cache(tmp_path):
-    from PIL import Image
-    folder = tmp_path / "pool"
+def image_folder(folder):
+    """Three 8x8 PNG files in `folder`; returns their images."""
     folder.mkdir()
     images, _ = synthetic_images(3, 3, size=8)
     for i, image in enumerate(images):
         Image.fromarray(image).save(folder / f"{i}.png")
+    return images
+
+
+def test_a_changed_file_in_an_unlabeled_folder_makes_a_new_cache(tmp_path):
+    folder = tmp_path / "pool"
+    images = image_folder(folder)
     first, count, key = cache_image_folder(str(folder), str(tmp_path / "cache"), 8)
     assert cache_image_folder(str(folder), str(tmp_path / "cache"), 8)[2] == key  # reused
     Image.fromarray(255 - images[1]).save(folder / "1.png")  # same name, new content
@@ -131,6 +137,20 @@ def test_a_changed_file_in_an_unlabeled_folder_makes_a_new_cache(tmp_path):
     assert new_key != key and second != first
     assert np.array_equal(np.load(second)[1], 255 - images[1]) and np.array_equal(np.load(first)[1], images[1])
     assert folder_identity([str(folder / "0.png")], 8) != folder_identity([str(folder / "0.png")], 16)
+
+
+@pytest.mark.parametrize("damage", ["pixels", "record"])
+def test_a_cache_changed_or_damaged_since_it_was_written_is_decoded_again(damage, tmp_path, capsys):
+    folder = tmp_path / "pool"
+    images = image_folder(folder)
+    file, count, key = cache_image_folder(str(folder), str(tmp_path / "cache"), 8)
+    if damage == "pixels":  # same shape, other pixels
+        np.save(file, 255 - np.load(file))
+    else:
+        (tmp_path / "cache" / key / "source.json").write_text("{}")
+    assert cache_image_folder(str(folder), str(tmp_path / "cache"), 8) == (file, 3, key)
+    assert "is not the cache as it was written" in capsys.readouterr().out
+    assert np.array_equal(np.load(file), images)
 
 
 # ----------------------------------------------------------------------------- 3. one run per stage
