@@ -20,7 +20,7 @@ the test set):
         (keeps each model's best epoch), the other 44,000 training images as the
         unlabeled pool; the fast `resnet9_w16` (0.41M parameters) for teachers and
         students; SGD (Nesterov, 0.1, weight decay 5e-4, cosine), batch 128, float32;
-        teachers 40 epochs (160k images seen), students a budget of 1.5M images each;
+        teachers 80 epochs (320k images seen), students a budget of 1.5M images each;
         pseudo-labels above 0.3, hard, 3,000 per class (most confident first), labeled
         images 3 times per student epoch, label smoothing 0.1 for students; noise
         RandAugment N=2 M=5, dropout 0.2, stochastic depth to survival 0.9. All chosen
