@@ -40,7 +40,9 @@ effect.png); a folder made with other settings is refused. The stages run in fou
 phases over all seeds (arms 2 and 4; arm 5; arms 1 and 3; arm 6), and the table is
 rewritten after each, marked partial until every arm has every seed. Stages already
 finished are not run again, and a training stopped mid-way resumes from its last epoch,
-so a killed runner continues where it stopped.
+so a killed runner continues where it stopped. PHASES runs some phases only (a session
+too short for a whole seed, say: `--phases="(3,)"` makes arms 1 and 3 alone); phases 2
+and 4 are refused before anything runs unless phase 1's student is finished.
 """
 import os
 import sys
@@ -49,7 +51,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import arms  # noqa: E402
 from bench.configs import CONFIGS, resolve  # noqa: E402
-from bench.runner import (check_record, epochs_for, evaluate, link, require_arguments, run,  # noqa: E402
+from bench.runner import (check_record, done, epochs_for, evaluate, link, require_arguments, run,  # noqa: E402
                           student_settings, write_record)
 from bench.table import collect, write_table  # noqa: E402
 from noisy.errors import install_error_hook, require  # noqa: E402
@@ -64,6 +66,7 @@ OUT = "runs/effect"       # folder for all runs and the table
 SEEDS = (0, 1, 2)         # one full set of arms per seed
 TABLE_ONLY = False        # True = write the table from the stages finished so far; train nothing
 STUDENT_IMAGES = 0        # a student's budget of images seen; 0 = the configuration's (cpu: 1.5M)
+PHASES = (1, 2, 3, 4)     # the phases to run now: 1 arms 2 and 4, 2 arm 5, 3 arms 1 and 3, 4 arm 6 (2 and 4 need 1 finished)
 TRAIN_ARGS = ()           # extra --name=value arguments for both training scripts, after the configuration's (a later one wins), e.g. '("--augment=device","--jit_compile=true")'
 # ------------------------------------------------------------------------------
 
@@ -119,6 +122,7 @@ if __name__ == "__main__":
     require(len(SEEDS) >= 1, "--seeds needs at least one seed")
     require(STUDENT_IMAGES >= 0, f"--student_images={STUDENT_IMAGES}: expected a number of images, or 0 for the configuration's")
     require_arguments("--train_args", TRAIN_ARGS)
+    require(len(PHASES) >= 1 and all(type(p) is int and 1 <= p <= 4 for p in PHASES), f"--phases={PHASES!r}: expected some of (1, 2, 3, 4)")
     CONFIGS[CONFIG] = resolve(CONFIG, STUDENT_IMAGES, tuple(TRAIN_ARGS))  # what every stage and the saved settings use
     if TABLE_ONLY:  # labelled from the folder's own record, whatever --config says
         held = read_json(os.path.join(OUT, "settings.json"), f"is {OUT} a folder bench/effect.py ran in?")
@@ -126,13 +130,18 @@ if __name__ == "__main__":
                     settings=held.get("resolved"))
         raise SystemExit(0)
     check_record(OUT, record())  # a folder of other settings is refused before anything is written
+    if 1 not in PHASES:  # arm 5 shares arm 4's teacher, labels and epochs; arm 6 is arm 4's student's
+        for seed in SEEDS:
+            require(not {2, 4} & set(PHASES) or done(arms.folder(OUT, seed, 2), "student"),
+                    f"--phases={tuple(PHASES)}: phases 2 and 4 build on phase 1, and seed {seed}'s arm 4 "
+                    f"({arms.folder(OUT, seed, 2)}/student) is not finished; add phase 1")
     os.makedirs(OUT, exist_ok=True)
     write_record(OUT, record(), os.path.abspath(__file__))  # the code next to its result
     start = time.time()
     plan = {seed: phases(seed, CONFIGS[CONFIG]) for seed in SEEDS}
-    for phase in range(4):
+    for phase in sorted(PHASES):
         for seed in SEEDS:
-            print(f"phase {phase + 1}, seed {seed}", flush=True)
-            plan[seed][phase]()
+            print(f"phase {phase}, seed {seed}", flush=True)
+            plan[seed][phase - 1]()
         write_table(OUT, CONFIG, {seed: collect(OUT, seed) for seed in SEEDS}, time.time() - start,
                     settings=CONFIGS[CONFIG])  # after every phase

@@ -188,3 +188,24 @@ def test_best_val_reads_the_finished_stage_not_an_abandoned_retrain(out):
     assert runner.best_val(str(stage)) == (0.2, 0, 1)  # not finished yet: the live history
     write_json(str(stage / "config.json"), {"complete": True})
     assert runner.best_val(str(stage)) == (0.7, 1, 2)
+
+
+@pytest.mark.parametrize("phases", ["(2,)", "(3, 4)"])
+def test_phases_that_build_on_arm_4_are_refused_before_anything_runs_without_it(out, phases):
+    """Arm 5 takes arm 4's teacher, labels and epochs, arm 6 its student: neither is made
+    for a seed whose arm 4 is not finished, and no seed's stage starts."""
+    args = ["bench/effect.py", "--config=smoke", f"--out={out}", "--seeds=(0, 1)", f"--phases={phases}"]
+    os.makedirs(os.path.join(arms.folder(str(out), 0, 2), "student"))
+    write_json(os.path.join(arms.folder(str(out), 0, 2), "student", "config.json"), {"complete": True})
+    error = run_script(*args, check=False)  # seed 0's arm 4 is finished, seed 1's is not
+    assert error.returncode == 2 and error.stderr.strip() == (
+        f"error: --phases={phases}: phases 2 and 4 build on phase 1, and seed 1's arm 4 "
+        f"({arms.folder(str(out), 1, 2)}/student) is not finished; add phase 1")
+    assert not os.path.exists(arms.folder(str(out), 1, 2)) and not (out / "seed0" / "A-teacher-plain").exists()
+
+
+@pytest.mark.parametrize("phases", ["()", "(0,)", "(5,)", "(1.0,)"])
+def test_phases_outside_the_four_are_refused(out, phases):
+    error = run_script("bench/effect.py", "--config=smoke", f"--out={out}", f"--phases={phases}", check=False)
+    assert error.returncode == 2 and error.stderr.strip().startswith(f"error: --phases={phases}: expected some of")
+    assert not os.listdir(out)
