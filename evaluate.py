@@ -26,8 +26,9 @@ import numpy as np
 
 import noisy
 from noisy.corruptions import CORRUPTIONS, corrupt, family_means
-from noisy.report import (metrics, plot_confusions, plot_corruptions, plot_curves, results_markdown,
-                          tta_probabilities)
+from noisy.metrics import metrics, tta_probabilities
+from noisy.plots import plot_confusions, plot_corruptions, plot_curves
+from noisy.report import results_markdown
 
 # ------------------------------------------------------------------------------ settings
 RUN_DIR = "runs/default"  # folder every stage reads from and writes to

@@ -31,7 +31,7 @@ OUT = ""                  # '' = print only; or a markdown file for the table
 def stage_metrics(stage_dir):
     import noisy
     from noisy.corruptions import corrupt
-    from noisy.report import metrics, tta_probabilities
+    from noisy.metrics import metrics, tta_probabilities
     run_dir, stage = os.path.split(os.path.normpath(stage_dir))
     run = noisy.RunDir(run_dir)
     split = run.data()

@@ -10,8 +10,8 @@ from noisy.quiet import import_keras
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log: errors only (a user's choice wins)
 _LIGHT = {"noisy.errors", "noisy.settings", "noisy.stages", "noisy.pseudo", "noisy.images", "noisy.rundir",
-          "noisy.files", "noisy.data", "noisy.verify", "noisy.locks", "noisy.report",
-          "noisy.presets", "noisy.randaugment", "noisy.training_checks"}  # no Keras in them
+          "noisy.files", "noisy.data", "noisy.verify", "noisy.locks", "noisy.report", "noisy.plots",
+          "noisy.metrics", "noisy.presets", "noisy.randaugment", "noisy.training_checks"}  # no Keras in them
 
 _EXPORTS = {
     "noisy.data": ("describe_split", "load_split"),
@@ -22,7 +22,8 @@ _EXPORTS = {
     "noisy.pseudo": ("balance_classes", "check_labeling_settings", "labeling_summary", "print_summary",
                      "require_some_kept", "soften", "teacher_probabilities"),
     "noisy.randaugment": ("RandAugment",),
-    "noisy.report": ("check_evaluation_settings", "corruption_subset", "plots_to_draw", "remove_stale_plots"),
+    "noisy.plots": ("plots_to_draw", "remove_stale_plots"),
+    "noisy.report": ("check_evaluation_settings", "corruption_subset"),
     "noisy.resnet": ("build_resnet",),
     "noisy.rundir": ("RunDir",),
     "noisy.settings": ("configure",),

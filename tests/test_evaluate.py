@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import run_script
-from noisy.report import tta_probabilities
+from noisy.metrics import tta_probabilities
 from test_pipeline import one_line_error
 
 

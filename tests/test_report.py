@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from noisy.report import metrics
+from noisy.metrics import metrics
 
 
 def test_metrics_on_a_hand_made_case():
@@ -27,7 +27,7 @@ def test_perfectly_calibrated_predictions_have_near_zero_ece():
 
 # ----------------------------------------------------------------------------- plots
 def test_training_curves_have_whole_epoch_ticks(tmp_path):
-    from noisy.report import curves_figure
+    from noisy.plots import curves_figure
     history = tmp_path / "history.csv"
     history.write_text("epoch,loss,accuracy,val_loss,val_accuracy\n0,1.2,0.4,1.3,0.35\n1,0.9,0.6,1.0,0.55\n")
     one = tmp_path / "one.csv"
@@ -43,7 +43,7 @@ def test_training_curves_have_whole_epoch_ticks(tmp_path):
 
 def test_corruption_panels_are_a_grid_of_families_with_the_tested_severities(tmp_path):
     from noisy.corruptions import CORRUPTIONS, FAMILIES
-    from noisy.report import corruptions_figure, plot_corruptions
+    from noisy.plots import corruptions_figure, plot_corruptions
     robustness = {stage: {name: {"1": 0.6, "3": 0.5, "5": 0.3} for name in CORRUPTIONS}
                   for stage in ("teacher", "student")}
     fig = corruptions_figure(robustness, {"teacher": 0.7, "student": 0.8})
