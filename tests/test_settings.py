@@ -107,20 +107,31 @@ def test_the_settings_page_table_and_the_scripts_agree():
     assert checked > 40  # most defaults are checked, not skipped
 
 
-@pytest.mark.parametrize("flag", ["--help", "-h"])
-def test_help_prints_the_settings_block_before_tensorflow_loads(flag):
+def run_in_a_fresh_python(script, arg, cwd):
+    """Run `script arg` through runpy in a new Python; the last two lines of its stdout say
+    how it ended (SystemExit and its code, or the exception's type and message) and whether
+    TensorFlow and Keras had been imported by then."""
     import os
-    import re
     import subprocess
     import sys
     from conftest import REPO
+    code = ("import os, runpy, sys\nsys.argv = [sys.argv[1], sys.argv[2]]\n"
+            "sys.path.insert(0, os.path.dirname(sys.argv[0]))\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except BaseException as e:\n    print(type(e).__name__, e.code if isinstance(e, SystemExit) else e)\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, script), arg], capture_output=True,
+                            text=True, cwd=str(cwd))
+    return result.stdout, result.stdout.strip().splitlines()[-2:]
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_the_settings_block_before_tensorflow_loads(flag):
+    import re
+    from conftest import REPO
     for stage, script in SCRIPTS.items():
-        code = ("import runpy, sys\nsys.argv = [sys.argv[1], sys.argv[2]]\n"
-                "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
-                "except SystemExit as e:\n    print('exit', e.code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
-        out = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, script), flag], capture_output=True,
-                             text=True, cwd=REPO).stdout
-        assert out.strip().endswith("exit 0 False False"), out
+        out, (ended, loaded) = run_in_a_fresh_python(script, flag, REPO)
+        assert (ended, loaded) == ("SystemExit 0", "False False"), out
         assert "Settings (edit them at the top of the script" in out
         for name, default in settings_block(script).items():
             assert f"--{name.lower()}=" in out
@@ -138,18 +149,8 @@ def test_help_prints_the_settings_block_before_tensorflow_loads(flag):
     ("pseudo_label.py", "--workers=0", "--workers must be >= 1"),
 ])
 def test_a_bad_setting_answers_before_keras_loads(script, arg, message, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from conftest import REPO
-    code = ("import os, runpy, sys\nsys.argv = [sys.argv[1], sys.argv[2]]\nsys.path.insert(0, os.path.dirname(sys.argv[0]))\n"
-            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
-            "except Exception as e:\n    print(type(e).__name__, e)\n"
-            "    print('tensorflow' in sys.modules, 'keras' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, script), arg], capture_output=True,
-                            text=True, cwd=str(tmp_path))
-    raised, loaded = result.stdout.strip().splitlines()[-2:]
-    assert raised.startswith(f"UserError {message}") and loaded == "False False", result.stdout + result.stderr
+    out, (ended, loaded) = run_in_a_fresh_python(script, arg, tmp_path)
+    assert ended.startswith(f"UserError {message}") and loaded == "False False", out
 
 
 def test_every_bench_script_has_a_settings_block_and_answers_help():
