@@ -1,4 +1,5 @@
-"""GPU speed switches: mixed precision and data parallelism through the backend's own
+"""Where training runs: the input noise on CPU workers or on the accelerator (AUGMENT), and
+the GPU speed switches, mixed precision and data parallelism through the backend's own
 engine (`tf.distribute.MirroredStrategy` with TensorFlow, `keras.distribution.DataParallel`
 with JAX). XLA compilation is `compile(jit_compile=...)`, set in `compile_model`."""
 import contextlib
