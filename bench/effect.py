@@ -130,10 +130,11 @@ if __name__ == "__main__":
                     settings=held.get("resolved"))
         raise SystemExit(0)
     check_record(OUT, record())  # a folder of other settings is refused before anything is written
-    if 1 not in PHASES:  # arm 5 shares arm 4's teacher, labels and epochs; arm 6 is arm 4's student's
+    # Arm 5 shares arm 4's teacher, labels and epochs; arm 6 is arm 4's student's.
+    if 1 not in PHASES and {2, 4} & set(PHASES):
         for seed in SEEDS:
-            require(not {2, 4} & set(PHASES) or done(arms.folder(OUT, seed, 2), "student"),
-                    f"--phases={tuple(PHASES)}: phases 2 and 4 build on phase 1, and seed {seed}'s arm 4 "
+            require(done(arms.folder(OUT, seed, 2), "student"),
+                    f"--phases={PHASES}: phases 2 and 4 build on phase 1, and seed {seed}'s arm 4 "
                     f"({arms.folder(OUT, seed, 2)}/student) is not finished; add phase 1")
     os.makedirs(OUT, exist_ok=True)
     write_record(OUT, record(), os.path.abspath(__file__))  # the code next to its result

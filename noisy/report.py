@@ -6,6 +6,7 @@ import numpy as np
 
 from noisy.corruptions import CORRUPTIONS, FAMILIES
 from noisy.errors import require
+from noisy.plots import PLOTS
 
 
 def check_evaluation_settings(s):
@@ -33,8 +34,7 @@ def _table(header, rows):
     return [f"| {' | '.join(header)} |", "|" + "---|" * len(header)] + [f"| {' | '.join(row)} |" for row in rows]
 
 
-def results_markdown(results, pseudo, class_names, title, ece_bins=15,
-                     plots=("confusion.png", "curves.png", "corruptions.png")):
+def results_markdown(results, pseudo, class_names, title, ece_bins=15, plots=PLOTS):
     """results.md: a summary a reader wants first, links to the plots, then the tables
     (the article's table, calibration and flip TTA, corruptions by family and one by one,
     per-class accuracy).
