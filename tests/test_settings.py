@@ -110,7 +110,8 @@ def test_the_settings_page_table_and_the_scripts_agree():
 def run_in_a_fresh_python(script, arg, cwd):
     """Run `script arg` through runpy in a new Python; the last two lines of its stdout say
     how it ended (SystemExit and its code, or the exception's type and message) and whether
-    TensorFlow and Keras had been imported by then."""
+    TensorFlow and Keras had been imported by then. Returns stdout, stderr (for an assertion's
+    message) and those two lines."""
     import os
     import subprocess
     import sys
@@ -122,7 +123,7 @@ def run_in_a_fresh_python(script, arg, cwd):
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, script), arg], capture_output=True,
                             text=True, cwd=str(cwd))
-    return result.stdout, result.stdout.strip().splitlines()[-2:]
+    return result.stdout, result.stderr, result.stdout.strip().splitlines()[-2:]
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
@@ -130,8 +131,8 @@ def test_help_prints_the_settings_block_before_tensorflow_loads(flag):
     import re
     from conftest import REPO
     for stage, script in SCRIPTS.items():
-        out, (ended, loaded) = run_in_a_fresh_python(script, flag, REPO)
-        assert (ended, loaded) == ("SystemExit 0", "False False"), out
+        out, err, (ended, loaded) = run_in_a_fresh_python(script, flag, REPO)
+        assert (ended, loaded) == ("SystemExit 0", "False False"), out + err
         assert "Settings (edit them at the top of the script" in out
         for name, default in settings_block(script).items():
             assert f"--{name.lower()}=" in out
@@ -149,8 +150,8 @@ def test_help_prints_the_settings_block_before_tensorflow_loads(flag):
     ("pseudo_label.py", "--workers=0", "--workers must be >= 1"),
 ])
 def test_a_bad_setting_answers_before_keras_loads(script, arg, message, tmp_path):
-    out, (ended, loaded) = run_in_a_fresh_python(script, arg, tmp_path)
-    assert ended.startswith(f"UserError {message}") and loaded == "False False", out
+    out, err, (ended, loaded) = run_in_a_fresh_python(script, arg, tmp_path)
+    assert ended.startswith(f"UserError {message}") and loaded == "False False", out + err
 
 
 def test_every_bench_script_has_a_settings_block_and_answers_help():
