@@ -16,11 +16,9 @@ values to the checkpoint, which saves them beside the raw model (`average.npz`),
 resumed run continues the same average.
 """
 import keras
-import numpy as np
 from keras import ops
 
 from noisy.errors import UserError
-from noisy.files import atomic_path
 
 
 def averaged_variables(model):
@@ -91,17 +89,6 @@ class WeightAverage(keras.callbacks.Callback):
     def values(self):
         """The average as numpy arrays, in `averaged_variables` order (what a checkpoint saves)."""
         return [ops.convert_to_numpy(a) for a in self.average]
-
-
-def save_average(path, values):
-    """Save the arrays of `WeightAverage.values()` as an .npz (arr_0, arr_1, ...), atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, *values)
-
-
-def load_average(path):
-    with np.load(path) as f:
-        return [f[f"arr_{i}"] for i in range(len(f.files))]
 
 
 def require_fits(values, variables):

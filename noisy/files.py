@@ -46,6 +46,18 @@ def save_npy(path, array):
         np.save(tmp, array)
 
 
+def save_arrays(path, values):
+    """Save a list of arrays as an .npz (arr_0, arr_1, ...), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, *values)
+
+
+def load_arrays(path):
+    """The list of arrays `save_arrays` saved, in its order."""
+    with np.load(path) as f:
+        return [f[f"arr_{i}"] for i in range(len(f.files))]
+
+
 @contextlib.contextmanager
 def _h5_notices_hidden():
     """Keras logs through absl that H5 is a legacy format (when saving) and that a loaded

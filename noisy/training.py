@@ -9,6 +9,12 @@ an atomically replaced `latest.json`, and keeps the best epoch's folder too. A r
 run loads the latest folder, continues with the next epoch, and rewrites
 `resume/history.csv` from the checkpoint, so each epoch appears exactly once; the stage's
 `history.csv` is that file, moved into place when the stage finishes.
+
+A `.keras` file does not keep the states of the model's random-number generators (the
+masks of dropout and stochastic depth, the on-device input noise), so a model loaded to
+resume would draw its first epochs' masks again and the run would differ from one that
+was never stopped. Each checkpoint saves them beside the model (`random_state.npz`) and a
+resumed run puts them back: it draws what an unbroken run draws.
 """
 import csv
 import io
@@ -21,11 +27,12 @@ import sys
 import keras
 import numpy as np
 
-from noisy.files import save_json, save_model, save_text
-from noisy.averaging import WeightAverage, apply_average, load_average, save_average
+from noisy.files import load_arrays, save_arrays, save_json, save_model, save_text
+from noisy.averaging import WeightAverage, apply_average
 from noisy.errors import UserError, interrupted
 
 AVERAGE_FILE = "average.npz"  # an epoch checkpoint's weight average, beside its raw model
+RANDOM_STATE_FILE = "random_state.npz"  # its random-number generators' states (module docstring)
 
 
 def labeled_per_batch(batch_size, unlabeled_ratio, pseudo_labeled):
@@ -127,8 +134,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         folder = os.path.join(self.resume_dir, f"epoch-{epoch:04d}")
         os.makedirs(folder, exist_ok=True)
         save_model(os.path.join(folder, "model.keras"), self.model)
+        states = [keras.ops.convert_to_numpy(v) for v in random_states(self.model)]
+        save_arrays(os.path.join(folder, RANDOM_STATE_FILE), states)
         if self.average:
-            save_average(os.path.join(folder, AVERAGE_FILE), self.average.values())
+            save_arrays(os.path.join(folder, AVERAGE_FILE), self.average.values())
         save_json(os.path.join(folder, "history.json"), self.history)
         if self.monitor and (self.best is None or row[self.monitor] > self.best[self.monitor]):
             self.best = row
@@ -152,6 +161,13 @@ def write_history(path, rows):
     save_text(path, text.getvalue())
 
 
+def random_states(model):
+    """The model's random-number generators' states (Keras' seed generators, one per
+    Dropout or noise layer): its variables that are not floats, the ones the weight average
+    leaves out."""
+    return [v for v in model.variables if "float" not in str(v.dtype)]
+
+
 def load_resume_point(stage_dir):
     """(model, next_epoch, history, weight average or None) from the last finished epoch,
     or None."""
@@ -167,10 +183,16 @@ def load_resume_point(stage_dir):
         raise UserError(f"{latest} is damaged ({type(e).__name__}: {e}); {start_over}") from None
     try:
         model = keras.models.load_model(os.path.join(folder, "model.keras"))
+        states = random_states(model)
+        saved = load_arrays(os.path.join(folder, RANDOM_STATE_FILE)) if states else []
+        if [tuple(a.shape) for a in saved] != [tuple(v.shape) for v in states]:
+            raise ValueError(f"its {RANDOM_STATE_FILE} does not fit the model's random-number generators")
+        for variable, value in zip(states, saved):
+            variable.assign(value)
         with open(os.path.join(folder, "history.json")) as f:
             history = json.load(f)
         average = os.path.join(folder, AVERAGE_FILE)
-        average = load_average(average) if os.path.isfile(average) else None
+        average = load_arrays(average) if os.path.isfile(average) else None
     except Exception as e:  # a checkpoint we cannot read is reported, not trained over
         raise UserError(f"cannot resume from {folder} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                         f"{start_over}") from None
@@ -222,7 +244,7 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
               flush=True)
         model = keras.models.load_model(os.path.join(stage_dir, "resume", f"epoch-{kept:04d}", "model.keras"))
     if average:  # the kept epoch's average, as validated
-        apply_average(model, load_average(os.path.join(stage_dir, "resume", f"epoch-{kept:04d}", AVERAGE_FILE)))
+        apply_average(model, load_arrays(os.path.join(stage_dir, "resume", f"epoch-{kept:04d}", AVERAGE_FILE)))
     return model, checkpoint
 
 
