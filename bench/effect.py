@@ -33,6 +33,8 @@ the test set):
         ReduceLROnPlateau / EarlyStopping to 300, batch 64, and CINIC-10's ImageNet
         images as the unlabeled set (pseudo_label.py's default; --unlabeled=<folder>
         for others), as the article used ImageNet images.
+- smoke: a check of the runner itself on tiny data (80 labels, the `tiny` model, one
+        teacher epoch, 600-image students): minutes on a CPU, no evidence.
 
 The run folder keeps each arm's RUN_DIR (bench/arms.py says which), the logs, this
 script's source and the resolved settings next to the table (effect.md, effect.json,
@@ -51,23 +53,24 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import arms  # noqa: E402
 from bench.configs import CONFIGS, resolve  # noqa: E402
-from bench.runner import (check_record, done, epochs_for, evaluate, link, require_arguments, run,  # noqa: E402
-                          student_settings, write_record)
+from bench.runner import (check_record, done, epochs_for, evaluate, link, recorded_seeds, require_train_args,  # noqa: E402
+                          run, student_settings, write_record)
 from bench.table import collect, write_table  # noqa: E402
+from noisy.data import require_source  # noqa: E402
 from noisy.errors import install_error_hook, require  # noqa: E402
 from noisy.files import read_json  # noqa: E402
 from noisy.settings import configure  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
-CONFIG = "cpu"            # 'cpu' or 'full' (see the docstring)
+CONFIG = "cpu"            # 'cpu', 'full' or 'smoke' (see the docstring)
 DATA = "cifar10"          # labeled source: 'cifar10', a class-folder directory or an .npz
 UNLABELED = ""            # '' = pseudo_label.py's default (cpu: the split's unlabeled pool; full: CINIC-10); or a folder
 OUT = "runs/effect"       # folder for all runs and the table
-SEEDS = (0, 1, 2)         # one full set of arms per seed
-TABLE_ONLY = False        # True = write the table from the stages finished so far; train nothing
+SEEDS = (0, 1, 2)         # one full set of arms per seed (a folder's table covers every seed it has run)
+TABLE_ONLY = False        # True = write the table of the folder's own record (configuration, seeds) so far; train nothing
 STUDENT_IMAGES = 0        # a student's budget of images seen; 0 = the configuration's (cpu: 1.5M)
 PHASES = (1, 2, 3, 4)     # the phases to run now: 1 arms 2 and 4, 2 arm 5, 3 arms 1 and 3, 4 arm 6 (2 and 4 need 1 finished)
-TRAIN_ARGS = ()           # extra --name=value arguments for both training scripts, after the configuration's (a later one wins), e.g. '("--augment=device","--jit_compile=true")'
+TRAIN_ARGS = ()           # extra --name=value settings for both training scripts (not one the runner or the configuration sets per seed, arm or script), e.g. '("--augment=device","--jit_compile=true")'
 # ------------------------------------------------------------------------------
 
 
@@ -111,24 +114,31 @@ def phases(seed, cfg):
 
 
 def record():
-    """What this folder's table is of: the configuration (resolved) and its sources."""
-    return {"config": CONFIG, "resolved": CONFIGS[CONFIG], "data": DATA, "unlabeled": UNLABELED, "seeds": list(SEEDS)}
+    """What this folder's table is of: the configuration (resolved), its sources (absolute
+    paths, so that the same folder named from elsewhere is the same) and the seeds."""
+    return {"config": CONFIG, "resolved": CONFIGS[CONFIG], "data": DATA if DATA == "cifar10" else os.path.abspath(DATA),
+            "unlabeled": UNLABELED and os.path.abspath(UNLABELED), "seeds": list(SEEDS)}
 
 
 if __name__ == "__main__":
     install_error_hook()
     configure(globals())
-    require(CONFIG in CONFIGS, f"--config={CONFIG!r}: expected one of {sorted(CONFIGS)}")
-    require(len(SEEDS) >= 1, "--seeds needs at least one seed")
-    require(STUDENT_IMAGES >= 0, f"--student_images={STUDENT_IMAGES}: expected a number of images, or 0 for the configuration's")
-    require_arguments("--train_args", TRAIN_ARGS)
-    require(len(PHASES) >= 1 and all(type(p) is int and 1 <= p <= 4 for p in PHASES), f"--phases={PHASES!r}: expected some of (1, 2, 3, 4)")
-    CONFIGS[CONFIG] = resolve(CONFIG, STUDENT_IMAGES, tuple(TRAIN_ARGS))  # what every stage and the saved settings use
-    if TABLE_ONLY:  # labelled from the folder's own record, whatever --config says
+    if TABLE_ONLY:  # of the folder's own record (its configuration and seeds), whatever the command line says
         held = read_json(os.path.join(OUT, "settings.json"), f"is {OUT} a folder bench/effect.py ran in?")
-        write_table(OUT, held["config"], {seed: collect(OUT, seed) for seed in SEEDS}, None,
+        write_table(OUT, held["config"], {seed: collect(OUT, seed) for seed in held["seeds"]}, None,
                     settings=held.get("resolved"))
         raise SystemExit(0)
+    # Every setting is checked before the folder's record is written: a typo must not claim --out.
+    require(CONFIG in CONFIGS, f"--config={CONFIG!r}: expected one of {sorted(CONFIGS)}")
+    require(len(SEEDS) >= 1 and all(type(s) is int and 0 <= s < 2**32 for s in SEEDS) and len(set(SEEDS)) == len(SEEDS),
+            f"--seeds={SEEDS!r}: expected distinct integers in [0, 2**32)")
+    require(STUDENT_IMAGES >= 0, f"--student_images={STUDENT_IMAGES}: expected a number of images, or 0 for the configuration's")
+    require_train_args("--train_args", TRAIN_ARGS, CONFIGS[CONFIG])
+    require(len(PHASES) >= 1 and all(type(p) is int and 1 <= p <= 4 for p in PHASES), f"--phases={PHASES!r}: expected some of (1, 2, 3, 4)")
+    require_source(DATA)
+    require(not UNLABELED or os.path.isdir(UNLABELED) or (UNLABELED.endswith(".npy") and os.path.isfile(UNLABELED)),
+            f"--unlabeled={UNLABELED!r}: expected '' (pseudo_label.py's default), an existing folder or .npy file")
+    CONFIGS[CONFIG] = resolve(CONFIG, STUDENT_IMAGES, tuple(TRAIN_ARGS))  # what every stage and the saved settings use
     check_record(OUT, record())  # a folder of other settings is refused before anything is written
     # Arm 5 shares arm 4's teacher, labels and epochs; arm 6 is arm 4's student's.
     if 1 not in PHASES and {2, 4} & set(PHASES):
@@ -144,5 +154,5 @@ if __name__ == "__main__":
         for seed in SEEDS:
             print(f"phase {phase}, seed {seed}", flush=True)
             plan[seed][phase - 1]()
-        write_table(OUT, CONFIG, {seed: collect(OUT, seed) for seed in SEEDS}, time.time() - start,
-                    settings=CONFIGS[CONFIG])  # after every phase
+        write_table(OUT, CONFIG, {seed: collect(OUT, seed) for seed in recorded_seeds(OUT)}, time.time() - start,
+                    settings=CONFIGS[CONFIG])  # after every phase, of every seed the folder holds

@@ -110,6 +110,29 @@ def require_arguments(option, args):
             f"{option}={args!r}: expected a tuple of '--name=value' strings")
 
 
+# What the runner itself sets per seed, arm or script (bench/effect.py's `phases`): a
+# --train_args value for one of these would change some stages and not others, or give
+# every seed's folder the same split, while the table still names the runner's.
+RUNNER_SETS = ("run_dir", "data", "seed", "noise", "epochs", "retrain", "labeled_copies")
+
+
+def require_train_args(option, args, cfg):
+    """`args` (the value of `option`) may override a setting both training scripts have
+    and the configuration gives both alike (or neither): not one the runner sets itself,
+    nor one the configuration gives the teacher or the student alone."""
+    require_arguments(option, args)
+    both = set.intersection(*({name.lower() for name, _, _ in settings_block(os.path.join(REPO, script))}
+                              for script in ("train_teacher.py", "train_student.py")))
+    one_script = {a[2:].split("=", 1)[0] for a in (*cfg["teacher"], *cfg["student"])}
+    for arg in args:
+        name = arg[2:].split("=", 1)[0]
+        require(name not in RUNNER_SETS, f"{option}: --{name} is set by the runner itself (per seed or arm); "
+                "it cannot be overridden here")
+        require(name not in one_script, f"{option}: --{name} is set by the configuration for the teacher or the "
+                "student alone (bench/configs.py); make a configuration for it instead")
+        require(name in both, f"{option}: --{name} is not a setting of both train_teacher.py and train_student.py")
+
+
 def best_val(stage_dir):
     """(best val_accuracy, its epoch, epochs run) of a stage: the finished stage's
     history.csv, or while it trains (nothing finished yet) the live one in resume/;
@@ -134,8 +157,17 @@ def check_record(out, record, ignore=("seeds",)):
         require(not differ, f"{out} holds runs made with other settings: {'; '.join(differ)}; use another --out")
 
 
+def recorded_seeds(out, seeds=()):
+    """The seeds `out` holds runs of (its settings.json), with `seeds` added, sorted."""
+    path = os.path.join(out, "settings.json")
+    held = read_json(path, f"delete {path} or use another --out")["seeds"] if os.path.isfile(path) else []
+    return sorted(set(held) | set(seeds))
+
+
 def write_record(out, record, source):
-    """out/settings.json and a copy of the runner's source: only after `check_record`."""
+    """out/settings.json and a copy of the runner's source: only after `check_record`.
+    Its seeds are every seed the folder has run, not only this invocation's."""
+    record = {**record, "seeds": recorded_seeds(out, record["seeds"])}
     save_json(os.path.join(out, "settings.json"), record)
     with open(source) as f, open(os.path.join(out, os.path.basename(source)), "w") as copy:
         copy.write(f.read())

@@ -51,8 +51,18 @@ def _class_folder_split(folder, split, size):
     return images[ok], np.asarray(labels, np.int64)[ok], classes
 
 
+def require_source(source):
+    """Refuse a --data value that names nothing ('cifar10', a .npz file or an existing
+    folder; what it holds is checked when it is read), before anything is written."""
+    if source.endswith(".npz") and not os.path.isfile(source):
+        raise UserError(f"--data: {source} not found")
+    if not (source == "cifar10" or source.endswith(".npz") or os.path.isdir(source)):
+        raise UserError(f"--data: {source!r} is neither 'cifar10', a .npz file nor an existing folder")
+
+
 def load_source(source, image_size=32):
     """Return (train_images, train_labels, test_images, test_labels, class_names)."""
+    require_source(source)
     if source == "cifar10":
         import keras  # here: reading a cached split needs no Keras
         try:
@@ -66,8 +76,6 @@ def load_source(source, image_size=32):
                  "dog", "frog", "horse", "ship", "truck"]
         return x_train, y_train.ravel(), x_test, y_test.ravel(), names
     if source.endswith(".npz"):
-        if not os.path.isfile(source):
-            raise UserError(f"--data: {source} not found")
         try:
             with np.load(source) as f:
                 missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
@@ -91,13 +99,11 @@ def load_source(source, image_size=32):
         num_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
         return (arrays["x_train"], arrays["y_train"].ravel().astype(np.int64), arrays["x_test"],
                 arrays["y_test"].ravel().astype(np.int64), [str(i) for i in range(num_classes)])
-    if os.path.isdir(source):
-        x_train, y_train, names = _class_folder_split(source, "train", image_size)
-        x_test, y_test, test_names = _class_folder_split(source, "test", image_size)
-        if names != test_names:
-            raise UserError(f"--data: class folders differ between {source}/train and {source}/test")
-        return x_train, y_train, x_test, y_test, names
-    raise UserError(f"--data: {source!r} is neither 'cifar10', a .npz file nor an existing folder")
+    x_train, y_train, names = _class_folder_split(source, "train", image_size)  # a folder
+    x_test, y_test, test_names = _class_folder_split(source, "test", image_size)
+    if names != test_names:
+        raise UserError(f"--data: class folders differ between {source}/train and {source}/test")
+    return x_train, y_train, x_test, y_test, names
 
 
 def split_indices(labels, num_classes, num_labeled, num_val, seed):

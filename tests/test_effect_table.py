@@ -172,12 +172,61 @@ def test_a_folder_made_with_other_settings_is_refused_before_its_record_is_writt
 
 
 def test_the_table_only_is_labelled_from_the_folder_s_own_record(out):
-    write_json(str(out / "settings.json"), {"config": "full", "resolved": CONFIGS["full"], "seeds": [0]})
+    write_json(str(out / "settings.json"), {"config": "full", "resolved": CONFIGS["full"], "seeds": [0, 3]})
     scored(arms.folder(str(out), 0, 2), {"teacher": {"accuracy": 0.9}, "student": {"accuracy": 0.95}})
-    run_script("bench/effect.py", "--config=cpu", f"--out={out}", "--table_only=True", "--seeds=(0,)")
-    assert (out / "effect.md").read_text().startswith("# Noisy Student effect: config 'full'")
+    run_script("bench/effect.py", "--config=cpu", f"--out={out}", "--table_only=True", "--seeds=(0, 1)")
+    text = (out / "effect.md").read_text()
+    assert text.startswith("# Noisy Student effect: config 'full'")
+    assert "\nSeeds: 0, 3. " in text and "from the folder's record" in text and "| seed 0 | seed 3 |" in text
     error = run_script("bench/effect.py", f"--out={out / 'none'}", "--table_only=True", check=False)
     assert error.returncode == 2 and error.stderr.strip().startswith("error: ")
+
+
+def test_the_record_keeps_every_seed_the_folder_has_run(out):
+    record = {"config": "smoke", "resolved": CONFIGS["smoke"], "data": "/d", "unlabeled": "", "seeds": [2]}
+    runner.write_record(str(out), record, runner.__file__)
+    runner.write_record(str(out), dict(record, seeds=[0, 2]), runner.__file__)
+    assert json.loads((out / "settings.json").read_text())["seeds"] == [0, 2]
+    assert runner.recorded_seeds(str(out), [5]) == [0, 2, 5] and runner.recorded_seeds(str(out / "new")) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data={tmp}/missing"], "--data: '{tmp}/missing' is neither 'cifar10', a .npz file nor an existing folder"),
+    (["--data={tmp}/missing.npz"], "--data: {tmp}/missing.npz not found"),
+    (["--unlabeled={tmp}/none"], "--unlabeled='{tmp}/none': expected '' (pseudo_label.py's default), an existing "
+                                 "folder or .npy file"),
+    (["--seeds=('a',)"], "--seeds=('a',): expected distinct integers in [0, 2**32)"),
+    (["--seeds=(1, 1)"], "--seeds=(1, 1): expected distinct integers in [0, 2**32)"),
+    (["--train_args=('--seed=7',)"], "--train_args: --seed is set by the runner itself (per seed or arm)"),
+    (["--train_args=('--data=/x',)"], "--train_args: --data is set by the runner itself (per seed or arm)"),
+    (["--train_args=('--epochs=9',)"], "--train_args: --epochs is set by the runner itself (per seed or arm)"),
+    (["--train_args=('--num_labeled=9',)"], "--train_args: --num_labeled is set by the configuration for the "
+                                            "teacher or the student alone"),
+    (["--train_args=('--unlabeled=x',)"], "--train_args: --unlabeled is not a setting of both train_teacher.py "
+                                          "and train_student.py"),
+])
+def test_a_bad_runner_setting_is_refused_before_the_folder_is_claimed(out, args, message):
+    """A typo must not write the folder's record (which would refuse the corrected command
+    as 'other settings'), nor start a stage."""
+    folder = out / "effect"
+    error = run_script("bench/effect.py", "--config=smoke", f"--out={folder}", "--seeds=(0,)",
+                       *(a.format(tmp=out) for a in args), check=False)
+    assert error.returncode == 2 and error.stderr.strip().startswith("error: " + message.format(tmp=out)), error.stderr
+    assert not folder.exists()
+
+
+def test_the_settings_both_training_scripts_share_pass_as_train_args():
+    runner.require_train_args("--train_args", ("--augment=device", "--jit_compile=true", "--lr=0.05"), CONFIGS["cpu"])
+
+
+def test_the_same_data_named_by_a_relative_path_is_recorded_as_its_absolute_path(out):
+    (out / "d").mkdir()
+    write_json(str(out / "effect" / "settings.json"), {"config": "smoke", "resolved": CONFIGS["smoke"],
+                                                       "data": "/elsewhere", "unlabeled": "", "seeds": [0]})
+    from conftest import REPO
+    error = run_script("bench/effect.py", "--config=smoke", f"--out={out / 'effect'}", "--seeds=(0,)",
+                       f"--data={os.path.relpath(out / 'd', REPO)}", check=False)
+    assert error.returncode == 2 and 'data "/elsewhere" (now "/' in error.stderr, error.stderr  # absolute, not "../"
 
 
 def test_best_val_reads_the_finished_stage_not_an_abandoned_retrain(out):
