@@ -83,11 +83,11 @@ def write_table(out, config, results, seconds, command=None, settings=None):
     seeds lack is averaged over the others, and the table says over which."""
     seeds = sorted(results)
     missing = [f"arm {arm} seed {s}" for arm in ARMS for s in seeds if results[s]["accuracy"][arm] is None]
+    command = command or "python bench/effect.py " + " ".join(sys.argv[1:])
     lines = [f"# Noisy Student effect: config '{config}'", "",
-             (f"Command: `{command or 'python bench/effect.py ' + ' '.join(sys.argv[1:])}`  " if seconds is not None
-              else f"Table rewritten by `{command or 'python bench/effect.py ' + ' '.join(sys.argv[1:])}` from the "
-              "folder's record (settings.json: its configuration and seeds); the command line's other settings "
-              "play no part  "),
+             (f"Command: `{command}`  " if seconds is not None else
+              f"Table rewritten by `{command}` from the folder's record (settings.json: its configuration and "
+              "seeds); the command line's other settings play no part  "),
              f"Seeds: {', '.join(map(str, seeds))}. "
              + ("Wall time: not measured (--table_only). " if seconds is None else
                 f"Wall time of this invocation: {seconds / 60:.0f} min (stages an earlier invocation "
