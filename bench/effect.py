@@ -56,7 +56,7 @@ from bench.configs import CONFIGS, resolve  # noqa: E402
 from bench.runner import (check_record, done, epochs_for, evaluate, link, recorded_seeds, require_train_args,  # noqa: E402
                           run, student_settings, write_record)
 from bench.table import collect, write_table  # noqa: E402
-from noisy.data import require_source  # noqa: E402
+from noisy.data import require_source, source_fingerprint  # noqa: E402
 from noisy.errors import install_error_hook, require  # noqa: E402
 from noisy.files import read_json  # noqa: E402
 from noisy.settings import configure  # noqa: E402
@@ -115,9 +115,14 @@ def phases(seed, cfg):
 
 def record():
     """What this folder's table is of: the configuration (resolved), its sources (absolute
-    paths, so that the same folder named from elsewhere is the same) and the seeds."""
-    return {"config": CONFIG, "resolved": CONFIGS[CONFIG], "data": DATA if DATA == "cifar10" else os.path.abspath(DATA),
-            "unlabeled": UNLABELED and os.path.abspath(UNLABELED), "seeds": list(SEEDS)}
+    paths, so that the same folder named from elsewhere is the same, and what their files
+    look like: arms made in later phases must not read a folder changed in between) and
+    the seeds."""
+    data = DATA if DATA == "cifar10" else os.path.abspath(DATA)
+    unlabeled = UNLABELED and os.path.abspath(UNLABELED)
+    return {"config": CONFIG, "resolved": CONFIGS[CONFIG], "data": data, "unlabeled": unlabeled,
+            "data_files": None if data == "cifar10" else source_fingerprint(data),  # the download is fixed
+            "unlabeled_files": unlabeled and source_fingerprint(unlabeled), "seeds": list(SEEDS)}
 
 
 if __name__ == "__main__":
@@ -139,7 +144,8 @@ if __name__ == "__main__":
     require(not UNLABELED or os.path.isdir(UNLABELED) or (UNLABELED.endswith(".npy") and os.path.isfile(UNLABELED)),
             f"--unlabeled={UNLABELED!r}: expected '' (pseudo_label.py's default), an existing folder or .npy file")
     CONFIGS[CONFIG] = resolve(CONFIG, STUDENT_IMAGES, tuple(TRAIN_ARGS))  # what every stage and the saved settings use
-    check_record(OUT, record())  # a folder of other settings is refused before anything is written
+    made_of = record()
+    check_record(OUT, made_of)  # a folder of other settings is refused before anything is written
     # Arm 5 shares arm 4's teacher, labels and epochs; arm 6 is arm 4's student's.
     if 1 not in PHASES and {2, 4} & set(PHASES):
         for seed in SEEDS:
@@ -147,7 +153,7 @@ if __name__ == "__main__":
                     f"--phases={PHASES}: phases 2 and 4 build on phase 1, and seed {seed}'s arm 4 "
                     f"({arms.folder(OUT, seed, 2)}/student) is not finished; add phase 1")
     os.makedirs(OUT, exist_ok=True)
-    write_record(OUT, record(), os.path.abspath(__file__))  # the code next to its result
+    write_record(OUT, made_of, os.path.abspath(__file__))  # the code next to its result
     start = time.time()
     plan = {seed: phases(seed, CONFIGS[CONFIG]) for seed in SEEDS}
     for phase in sorted(PHASES):

@@ -30,6 +30,8 @@ WHAT = {"teacher": "teacher", "pseudo": "set of pseudo-labels", "student": "stud
 # Folder names a student may not take: the other stages', and the keys of results.json.
 RESERVED = ("data", "teacher", "pseudo", "pool", ".", "..", "students", "test_images", "corruption_images",
             "class_names", "settings")
+# The files evaluate.py writes into RUN_DIR: no student folder takes one of their names.
+EVALUATION_FILES = ("results.json", "results.md", "confusion.png", "curves.png", "corruptions.png")
 
 
 class Split:
@@ -195,6 +197,9 @@ class RunDir:
             require(folder and os.sep not in folder and folder not in RESERVED,
                     f"--student={folder!r}: expected a folder name for RUN_DIR/<student>, other than "
                     f"{', '.join(RESERVED[:4] + RESERVED[6:])}")
+            require(folder not in EVALUATION_FILES and not os.path.isfile(os.path.join(self.dir, folder)),
+                    f"--student={folder!r}: {self.dir}/{folder} is a file evaluate.py writes or a file already "
+                    "there, not a folder for a student; choose another name")
         path = os.path.join(self.dir, folder)
         require(not os.path.islink(path), f"{path} is a link to {os.path.realpath(path)}, a stage of another run "
                 f"folder: a {WHAT[kind]} is made only in a folder of its own; use another --run_dir")

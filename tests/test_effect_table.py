@@ -30,8 +30,11 @@ def write_table(out, results, seconds):
 def scored(run_dir, results):
     """results.json as the runner's evaluate.py leaves it: of the models there now (their
     run ids), with the runner's settings for that folder."""
-    for stage in ("teacher", "student"):
+    for stage in ("teacher", "pseudo"):
         write_json(os.path.join(run_dir, stage, "config.json"), {"run_id": f"{stage}-1", "complete": True})
+    write_json(os.path.join(run_dir, "student", "config.json"), {"run_id": "student-1", "complete": True,
+                                                                 "teacher": {"run_id": "teacher-1"},
+                                                                 "pseudo": {"run_id": "pseudo-1"}})
     settings = runner.evaluation_settings(arms.EVALUATE_ARGS[os.path.basename(run_dir)])
     write_json(os.path.join(run_dir, "results.json"), dict(
         {stage: dict(results.get(stage, {}), run_id=f"{stage}-1") for stage in ("teacher", "student")},
@@ -114,8 +117,10 @@ def test_evaluate_runs_again_unless_results_name_the_current_models_and_settings
     calls = []
     monkeypatch.setattr(runner, "run", lambda script, run_dir, *args: calls.append(args))
     run_dir = str(out / "arm")
-    for stage, run_id in (("teacher", "t1"), ("student", "s1")):
+    for stage, run_id in (("teacher", "t1"), ("pseudo", "p1")):
         write_json(os.path.join(run_dir, stage, "config.json"), {"run_id": run_id, "complete": True})
+    write_json(os.path.join(run_dir, "student", "config.json"), {"run_id": "s1", "complete": True,
+                                                                 "teacher": {"run_id": "t1"}, "pseudo": {"run_id": "p1"}})
 
     def results(teacher, student, severities, **other):
         write_json(os.path.join(run_dir, "results.json"), {
@@ -157,6 +162,16 @@ def test_calibration_and_robustness_of_arms_2_and_4_against_the_clean_gain(out):
     result["accuracy"][4] = 0.643  # a clean gain of 0.3 points: both gains, no ratio
     write_table(out, {0: result}, None)
     assert "Arm 4 - arm 2 under corruption: +3.00 points, clean +0.30 (mean over seeds 0)." in (out / "effect.md").read_text()
+
+
+def test_a_folder_relabeled_since_its_student_was_trained_is_not_in_the_table(out):
+    """pseudo_label.py --retrain=True after the student: evaluate.py refuses the folder, so
+    its old scores are not the table's either (a fresh-eyes tester, #24)."""
+    b = arms.folder(str(out), 0, 2)
+    scored(b, {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.69}})
+    assert table.collect(str(out), 0)["accuracy"][4] == 0.69
+    write_json(os.path.join(b, "pseudo", "config.json"), {"run_id": "pseudo-2", "complete": True})
+    assert table.collect(str(out), 0)["accuracy"] == {arm: None for arm in range(1, 7)}
 
 
 def test_a_folder_made_with_other_settings_is_refused_before_its_record_is_written(out):
@@ -227,6 +242,21 @@ def test_the_same_data_named_by_a_relative_path_is_recorded_as_its_absolute_path
     error = run_script("bench/effect.py", "--config=smoke", f"--out={out / 'effect'}", "--seeds=(0,)",
                        f"--data={os.path.relpath(out / 'd', REPO)}", check=False)
     assert error.returncode == 2 and 'data "/elsewhere" (now "/' in error.stderr, error.stderr  # absolute, not "../"
+
+
+def test_a_data_folder_changed_between_invocations_is_refused(out):
+    """Arms of later phases would read the changed folder, the earlier ones the old split
+    (a fresh-eyes tester, #24): the record keeps what the folder's files look like."""
+    from noisy.data import source_fingerprint
+    (out / "d").mkdir()
+    (out / "d" / "a.png").write_bytes(b"0")
+    write_json(str(out / "effect" / "settings.json"), {
+        "config": "smoke", "resolved": CONFIGS["smoke"], "data": str(out / "d"), "unlabeled": "",
+        "data_files": source_fingerprint(str(out / "d")), "unlabeled_files": "", "seeds": [0]})
+    (out / "d" / "b.png").write_bytes(b"1")
+    error = run_script("bench/effect.py", "--config=smoke", f"--out={out / 'effect'}", "--seeds=(0,)",
+                       f"--data={out / 'd'}", "--phases=(2,)", check=False)
+    assert error.returncode == 2 and "holds runs made with other settings: data_files" in error.stderr, error.stderr
 
 
 def test_best_val_reads_the_finished_stage_not_an_abandoned_retrain(out):

@@ -3,14 +3,16 @@ the restore of the best validation epoch and a resumed noised run, on a tiny mod
 process."""
 import keras
 import numpy as np
+import pytest
 
+from noisy.device_augment import with_device_noise
 from noisy.streams import NoisyStream
 from noisy.training import compile_model, fit, make_optimizer, one_hot
 
 
-def tiny_model(seed=0, dropout=0.0):
+def tiny_model(seed=0, dropout=0.0, size=4):
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((4, 4, 3))
+    inputs = keras.Input((size, size, 3))
     x = keras.layers.Rescaling(1 / 255)(keras.layers.Flatten()(inputs))
     x = keras.layers.Dense(16, activation="relu")(x)
     if dropout:  # the model noise: a mask drawn from the layer's seed generator every step
@@ -18,16 +20,19 @@ def tiny_model(seed=0, dropout=0.0):
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
 
 
-def data(seed, n=96):
+def data(seed, n=96, size=4):
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, 4, 4, 3)).astype(np.uint8), rng.integers(0, 3, n)
+    return rng.integers(0, 256, (n, size, size, 3)).astype(np.uint8), rng.integers(0, 3, n)
 
 
-def train(stage_dir, lr, epochs, flat_epochs, patience, seed=0, dropout=0.0, schedule="plateau"):
-    images, labels = data(seed)
-    val_images, val_labels = data(seed + 100, 48)
+def train(stage_dir, lr, epochs, flat_epochs, patience, seed=0, dropout=0.0, schedule="plateau", device_noise=False):
+    size = 32 if device_noise else 4  # the on-device crop pads by 4 pixels: CIFAR-sized images
+    images, labels = data(seed, size=size)
+    val_images, val_labels = data(seed + 100, 48, size)
     stream = NoisyStream([(images, np.arange(len(images)))], one_hot(labels, 3), 32, seed=seed)
-    model = tiny_model(seed, dropout)
+    model = tiny_model(seed, dropout, size)
+    if device_noise:  # RandAugment, flip and crop in the train step (--augment=device)
+        model = with_device_noise(model, 2, 5, False, seed)
     compile_model(model, make_optimizer("adam", lr, schedule, len(stream) * epochs, 0), "false")
     validation = (val_images, one_hot(val_labels, 3))
     model, checkpoint = fit(model, stream, validation, str(stage_dir), epochs, schedule, flat_epochs,
@@ -62,11 +67,12 @@ def test_the_best_validation_epoch_is_restored(tmp_path):
     assert np.isclose(accuracy, scores[best]) and not np.isclose(accuracy, scores[-1])
 
 
-def test_a_killed_noised_run_resumes_with_the_masks_an_unbroken_run_draws(tmp_path):
+@pytest.mark.parametrize("noise", [dict(dropout=0.5), dict(device_noise=True)])
+def test_a_killed_noised_run_resumes_with_the_masks_an_unbroken_run_draws(tmp_path, noise):
     """A .keras file does not keep the seed generators' states: a model loaded to resume
-    would draw its first epochs' dropout masks again, and the run would differ from one
-    that was never stopped (found by a fresh-eyes tester, #24)."""
-    run = dict(lr=0.01, flat_epochs=4, patience=4, dropout=0.5, schedule="constant")
+    would draw its first epochs' dropout masks (or on-device RandAugment) again, and the
+    run would differ from one that was never stopped (found by a fresh-eyes tester, #24)."""
+    run = dict(lr=0.01, flat_epochs=4, patience=4, schedule="constant", **noise)
     straight, history, _ = train(tmp_path / "straight", epochs=4, **run)
     train(tmp_path / "killed", epochs=2, **run)  # what a run killed after epoch 2 leaves in resume/
     resumed, resumed_history, _ = train(tmp_path / "killed", epochs=4, **run)
