@@ -2,7 +2,7 @@
 
 Reads RUN_DIR/teacher/, the students chosen by STUDENTS (every finished student folder
 of RUN_DIR by default: RUN_DIR/student/, and others that train_student.py --student=NAME
-wrote; none: the teacher alone), RUN_DIR/pseudo/summary.json and the test split in
+wrote; 'none': the teacher alone), RUN_DIR/pseudo/summary.json and the test split in
 RUN_DIR/data/. Prints results.md and writes into RUN_DIR:
 
     results.json     per model (keyed by folder name): loss, accuracy, per-class accuracy,
@@ -32,7 +32,7 @@ from noisy.report import results_markdown
 
 # ------------------------------------------------------------------------------ settings
 RUN_DIR = "runs/default"  # folder every stage reads from and writes to
-STUDENTS = "all"          # 'all' = every finished student folder in RUN_DIR (a folder whose config.json has stage 'student'), or a comma-separated list of folder names
+STUDENTS = "all"          # 'all' = every finished student folder in RUN_DIR (a folder whose config.json has stage 'student'), 'none' = the teacher alone, or a comma-separated list of folder names
 BATCH_SIZE = 1024         # images per prediction batch
 ECE_BINS = 15             # confidence bins for the expected calibration error
 TTA = True                # also score with flip test-time augmentation: average the probabilities of each image and its horizontal mirror, as airbench does

@@ -40,9 +40,11 @@ The run folder keeps each arm's RUN_DIR (bench/arms.py says which), the logs, th
 script's source and the resolved settings next to the table (effect.md, effect.json,
 effect.png); a folder made with other settings is refused. The stages run in four
 phases over all seeds (arms 2 and 4; arm 5; arms 1 and 3; arm 6), and the table is
-rewritten after each, marked partial until every arm has every seed. Stages already
-finished are not run again, and a training stopped mid-way resumes from its last epoch,
-so a killed runner continues where it stopped. PHASES runs some phases only (a session
+rewritten after each, marked partial until every arm has every seed. Every stage script
+runs every time and says "nothing to do" (seconds) for a stage it finished with these
+settings and inputs; a training stopped mid-way resumes from its last epoch, so a killed
+runner continues where it stopped; an evaluation already made with the runner's
+settings of the models there now is not made again. PHASES runs some phases only (a session
 too short for a whole seed, say: `--phases="(3,)"` makes arms 1 and 3 alone); phases 2
 and 4 are refused before anything runs unless phase 1's student is finished.
 """

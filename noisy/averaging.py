@@ -16,9 +16,11 @@ values to the checkpoint, which saves them beside the raw model (`average.npz`),
 resumed run continues the same average.
 """
 import keras
+import numpy as np
 from keras import ops
 
 from noisy.errors import UserError
+from noisy.files import load_arrays, save_arrays
 
 
 def averaged_variables(model):
@@ -36,8 +38,8 @@ def decay_at(decay, step):
 class WeightAverage(keras.callbacks.Callback):
     """An exponential moving average of `averaged_variables(model)`, updated after every
     training batch; swapped into the model for validation and while a checkpoint takes
-    `values()`. `restored`: the arrays a checkpoint saved (a resumed run), else the
-    average starts at the model's weights, as TensorFlow's does."""
+    `values()`. `restored`: (arrays, updates) as a checkpoint saved them (a resumed run),
+    else the average starts at the model's weights, as TensorFlow's does."""
 
     def __init__(self, decay, restored=None):
         super().__init__()
@@ -48,15 +50,15 @@ class WeightAverage(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.variables = averaged_variables(self.model)
-        starts = self.restored if self.restored is not None else [ops.copy(v.value) for v in self.variables]
+        if self.restored is not None:  # the update count too: the decay's warm-up goes on from it
+            starts, self.step = self.restored
+        else:
+            starts, self.step = [ops.copy(v.value) for v in self.variables], 0
         require_fits(starts, self.variables)
         self.average = [keras.Variable(s, dtype=v.dtype, trainable=False, name=f"average_{i}")
                         for i, (s, v) in enumerate(zip(starts, self.variables))]
         self.raw = [keras.Variable(ops.zeros(v.shape, v.dtype), trainable=False, name=f"raw_{i}")
                     for i, v in enumerate(self.variables)]
-        # The optimizer's step count is saved with the model, so a resumed run's decay
-        # continues where the killed run's stopped.
-        self.step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_train_batch_end(self, batch, logs=None):
         self.model  # noqa: B018  (under JAX, reading a callback's model syncs the step's state into its variables)
@@ -89,6 +91,19 @@ class WeightAverage(keras.callbacks.Callback):
     def values(self):
         """The average as numpy arrays, in `averaged_variables` order (what a checkpoint saves)."""
         return [ops.convert_to_numpy(a) for a in self.average]
+
+
+def save_average(path, average):
+    """A checkpoint's average.npz: the averaged arrays, then the number of updates made,
+    which a resumed run counts on from (not the optimizer's step count: a float16 loss
+    scale's skipped steps do not advance it, so it can lag the batches trained)."""
+    save_arrays(path, [*average.values(), np.array(average.step)])
+
+
+def load_average(path):
+    """(arrays, updates) as `save_average` saved them."""
+    *values, step = load_arrays(path)
+    return values, int(step)
 
 
 def require_fits(values, variables):

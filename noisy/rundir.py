@@ -29,7 +29,7 @@ SCRIPTS = {"teacher": "train_teacher.py", "pseudo": "pseudo_label.py", "student"
 WHAT = {"teacher": "teacher", "pseudo": "set of pseudo-labels", "student": "student"}
 # Folder names a student may not take: the other stages', and the keys of results.json.
 RESERVED = ("data", "teacher", "pseudo", "pool", ".", "..", "students", "test_images", "corruption_images",
-            "class_names", "settings")
+            "class_names", "settings", "none")
 # The files evaluate.py writes into RUN_DIR: no student folder takes one of their names.
 EVALUATION_FILES = ("results.json", "results.md", "confusion.png", "curves.png", "corruptions.png")
 
@@ -183,6 +183,7 @@ class RunDir:
     """RUN_DIR: the folder every stage reads from and writes to."""
 
     def __init__(self, folder):
+        require(folder, "--run_dir is empty: name the run folder (say --run_dir=runs/default)")
         self.dir = folder
 
     def __str__(self):
@@ -345,9 +346,11 @@ class RunDir:
 
     def students(self, names, teacher, split=None):
         """(students, pseudo): the finished students `names` ('all' = every folder whose
-        config.json says 'student', or a comma-separated list), each made from `teacher`
-        and from the pseudo-labels RUN_DIR/pseudo holds (returned too; None without
-        students)."""
+        config.json says 'student', 'none', or a comma-separated list), each made from
+        `teacher` and from the pseudo-labels RUN_DIR/pseudo holds (returned too; None
+        without students)."""
+        if names == "none":
+            return [], None
         if names == "all":
             chosen = sorted(f for f in os.listdir(self.dir) if f not in RESERVED
                             and os.path.isdir(os.path.join(self.dir, f))
@@ -376,9 +379,14 @@ class RunDir:
         cache, size = os.path.join(self.dir, "pool"), split.image_shape[0]
         left = split.config["num_unlabeled"]
         source = ("split" if left else "cinic10") if unlabeled == "auto" else unlabeled
+        data = split.config.get("source", "")
+        require(not (os.path.isdir(source) and os.path.isdir(data)
+                     and os.path.realpath(source) == os.path.realpath(os.path.join(data, "test"))),
+                f"--unlabeled={unlabeled!r} is the test folder of the teacher's --data: only evaluate.py reads the "
+                "test images; label another folder")
         if source == "split":
-            require(left > 0, f"--unlabeled=split: {self.dir}/data has no unlabeled images (train_teacher.py used "
-                    "all labels: --num_labeled=0); use --unlabeled=cinic10 or a folder")
+            require(left > 0, f"--unlabeled=split: {self.dir}/data has no unlabeled images (train_teacher.py's "
+                    "--num_labeled and --num_val took the whole training set); use --unlabeled=cinic10 or a folder")
             arrays = split.arrays()
             rows = arrays["unlabeled"]
             pool = Pool(os.path.join(split.folder, "train_images.npy"), rows, {"split": split.id},

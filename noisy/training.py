@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from noisy.files import load_arrays, save_arrays, save_json, save_model, save_text
-from noisy.averaging import WeightAverage, apply_average
+from noisy.averaging import WeightAverage, apply_average, load_average, save_average
 from noisy.errors import UserError, interrupted
 
 AVERAGE_FILE = "average.npz"  # an epoch checkpoint's weight average, beside its raw model
@@ -137,7 +137,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         states = [keras.ops.convert_to_numpy(v) for v in random_states(self.model)]
         save_arrays(os.path.join(folder, RANDOM_STATE_FILE), states)
         if self.average:
-            save_arrays(os.path.join(folder, AVERAGE_FILE), self.average.values())
+            save_average(os.path.join(folder, AVERAGE_FILE), self.average)
         save_json(os.path.join(folder, "history.json"), self.history)
         if self.monitor and (self.best is None or row[self.monitor] > self.best[self.monitor]):
             self.best = row
@@ -192,7 +192,7 @@ def load_resume_point(stage_dir):
         with open(os.path.join(folder, "history.json")) as f:
             history = json.load(f)
         average = os.path.join(folder, AVERAGE_FILE)
-        average = load_arrays(average) if os.path.isfile(average) else None
+        average = load_average(average) if os.path.isfile(average) else None
     except Exception as e:  # a checkpoint we cannot read is reported, not trained over
         raise UserError(f"cannot resume from {folder} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                         f"{start_over}") from None
@@ -244,7 +244,7 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
               flush=True)
         model = keras.models.load_model(os.path.join(stage_dir, "resume", f"epoch-{kept:04d}", "model.keras"))
     if average:  # the kept epoch's average, as validated
-        apply_average(model, load_arrays(os.path.join(stage_dir, "resume", f"epoch-{kept:04d}", AVERAGE_FILE)))
+        apply_average(model, load_average(os.path.join(stage_dir, "resume", f"epoch-{kept:04d}", AVERAGE_FILE))[0])
     return model, checkpoint
 
 

@@ -98,6 +98,17 @@ def test_a_killed_and_resumed_run_ends_with_the_same_average(tmp_path):
         assert np.allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-5, atol=1e-7)
 
 
+def test_a_checkpoint_keeps_the_average_s_update_count(tmp_path):
+    """A resumed run's warm-up counts on from the checkpoint's own count of updates, which
+    an uninterrupted run has too (the optimizer's count can lag it under a float16 loss
+    scale that skips steps)."""
+    import os
+    from noisy.averaging import load_average
+    _, history, _, steps_per_epoch = train(tmp_path / "stage", epochs=2)
+    values, updates = load_average(os.path.join(tmp_path, "stage", "resume", "epoch-0001", "average.npz"))
+    assert updates == 2 * steps_per_epoch and len(values) == len(averaged_variables(bn_model()))
+
+
 def test_a_decay_outside_0_1_is_refused_with_its_value():
     with pytest.raises(ValueError, match="Received: decay=1.0"):
         WeightAverage(1.0)

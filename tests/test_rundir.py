@@ -264,3 +264,23 @@ def test_a_mistyped_run_folder_is_refused_and_not_made(kind, tmp_path):
     with pytest.raises(UserError, match=r"typo/data/config.json not found: run train_teacher.py first"):
         run.lock_evaluation() if kind == "evaluate" else run.stage(kind, {})
     assert not os.path.exists(tmp_path / "typo")
+
+
+def test_an_empty_run_dir_is_refused_rather_than_the_current_folder_taken():
+    with pytest.raises(UserError, match=r"--run_dir is empty"):
+        RunDir("")
+
+
+def test_the_test_folder_of_the_teacher_s_data_is_not_an_unlabeled_pool(tmp_path):
+    """Only evaluate.py reads the test images (a fresh-eyes tester, #24)."""
+    import types
+    (tmp_path / "d" / "test" / "cat").mkdir(parents=True)
+    split = types.SimpleNamespace(config={"num_unlabeled": 0, "source": str(tmp_path / "d")}, image_shape=(8, 8, 3))
+    for named in (str(tmp_path / "d" / "test"), str(tmp_path / "d" / "test") + "/"):
+        with pytest.raises(UserError, match=r"is the test folder of the teacher's --data: only evaluate.py reads"):
+            RunDir(str(tmp_path / "run")).pool(named, split, 800, 0)
+
+
+def test_students_none_is_the_teacher_alone(tmp_path):
+    (tmp_path / "student").mkdir()  # a student folder there is not read
+    assert RunDir(str(tmp_path)).students("none", teacher=None) == ([], None)
