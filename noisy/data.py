@@ -27,9 +27,7 @@ from noisy.errors import UserError
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # what keras.datasets.cifar10 downloads
 
 def _class_folder_split(folder, split, size):
-    root = os.path.join(folder, split)
-    if not os.path.isdir(root):
-        raise UserError(f"{root} not found: a data folder needs train/<class>/ and test/<class>/")
+    root = os.path.join(folder, split)  # there: require_source checked
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if len(classes) < 2:
         raise UserError(f"{root} holds {len(classes)} class folder(s); expected at least 2")
@@ -52,12 +50,17 @@ def _class_folder_split(folder, split, size):
 
 
 def require_source(source):
-    """Refuse a --data value that names nothing ('cifar10', a .npz file or an existing
-    folder; what it holds is checked when it is read), before anything is written."""
+    """Refuse a --data value that names nothing ('cifar10', a .npz file or a folder with
+    train/ and test/; what they hold is checked when they are read), before anything is
+    written."""
     if source.endswith(".npz") and not os.path.isfile(source):
         raise UserError(f"--data: {source} not found")
     if not (source == "cifar10" or source.endswith(".npz") or os.path.isdir(source)):
         raise UserError(f"--data: {source!r} is neither 'cifar10', a .npz file nor an existing folder")
+    for split in ("train", "test") if os.path.isdir(source) else ():
+        if not os.path.isdir(os.path.join(source, split)):
+            raise UserError(f"{os.path.join(source, split)} not found: a data folder needs train/<class>/ and "
+                            "test/<class>/")
 
 
 def load_source(source, image_size=32):
@@ -186,7 +189,8 @@ def source_fingerprint(source):
     if os.path.isfile(source):
         paths = [source]
     elif os.path.isdir(source):
-        paths = sorted(os.path.join(root, name) for root, _, names in os.walk(source) for name in names)
+        paths = sorted(os.path.join(root, name)  # class folders linked in are read, so looked at
+                       for root, _, names in os.walk(source, followlinks=True) for name in names)
     else:
         return None
     stats = [(os.path.relpath(p, source) if p != source else p, os.stat(p).st_size, os.stat(p).st_mtime_ns)

@@ -161,8 +161,9 @@ def test_class_folder_source_and_data_cache(tmp_path):
 
 @pytest.mark.parametrize("make, message", [
     (lambda p: None, r"neither 'cifar10', a .npz file nor an existing folder"),
-    (lambda p: os.makedirs(p / "train" / "only"), r"expected at least 2"),
-    (lambda p: [os.makedirs(p / "train" / c) for c in "ab"], r"holds no image files"),
+    (lambda p: os.makedirs(p / "train" / "a"), r"src/test not found: a data folder needs train/<class>/ and test/"),
+    (lambda p: [os.makedirs(p / s / "only") for s in ("train", "test")], r"expected at least 2"),
+    (lambda p: [os.makedirs(p / s / c) for s in ("train", "test") for c in "ab"], r"holds no image files"),
 ])
 def test_bad_sources_get_clear_errors(tmp_path, make, message):
     make(tmp_path / "src")
@@ -194,3 +195,17 @@ def test_npy_rows_reads_any_rows_like_the_array(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     with pytest.raises(UserError, match=r"bad.npy is not a readable .npy file"):
         NpyRows(str(tmp_path / "bad.npy"))
+
+
+def test_the_fingerprint_of_a_data_folder_sees_into_class_folders_linked_in(tmp_path):
+    """The reader follows a linked class folder, so the fingerprint does too: a file
+    removed there makes a new split (a fresh-eyes tester, #24)."""
+    from noisy.data import source_fingerprint
+    (tmp_path / "elsewhere" / "cat").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "cat" / "0.png").write_bytes(b"0")
+    (tmp_path / "elsewhere" / "cat" / "1.png").write_bytes(b"1")
+    (tmp_path / "src" / "train").mkdir(parents=True)
+    os.symlink(tmp_path / "elsewhere" / "cat", tmp_path / "src" / "train" / "cat")
+    before = source_fingerprint(str(tmp_path / "src"))
+    os.remove(tmp_path / "elsewhere" / "cat" / "1.png")
+    assert source_fingerprint(str(tmp_path / "src")) != before

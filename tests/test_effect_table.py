@@ -208,6 +208,7 @@ def test_the_record_keeps_every_seed_the_folder_has_run(out):
 @pytest.mark.parametrize("args, message", [
     (["--data={tmp}/missing"], "--data: '{tmp}/missing' is neither 'cifar10', a .npz file nor an existing folder"),
     (["--data={tmp}/missing.npz"], "--data: {tmp}/missing.npz not found"),
+    (["--data={tmp}"], "{tmp}/train not found: a data folder needs train/<class>/ and test/<class>/"),
     (["--unlabeled={tmp}/none"], "--unlabeled='{tmp}/none': expected '' (pseudo_label.py's default), an existing "
                                  "folder or .npy file"),
     (["--seeds=('a',)"], "--seeds=('a',): expected distinct integers in [0, 2**32)"),
@@ -235,7 +236,8 @@ def test_the_settings_both_training_scripts_share_pass_as_train_args():
 
 
 def test_the_same_data_named_by_a_relative_path_is_recorded_as_its_absolute_path(out):
-    (out / "d").mkdir()
+    for split in ("train", "test"):
+        (out / "d" / split).mkdir(parents=True)
     write_json(str(out / "effect" / "settings.json"), {"config": "smoke", "resolved": CONFIGS["smoke"],
                                                        "data": "/elsewhere", "unlabeled": "", "seeds": [0]})
     from conftest import REPO
@@ -248,12 +250,13 @@ def test_a_data_folder_changed_between_invocations_is_refused(out):
     """Arms of later phases would read the changed folder, the earlier ones the old split
     (a fresh-eyes tester, #24): the record keeps what the folder's files look like."""
     from noisy.data import source_fingerprint
-    (out / "d").mkdir()
-    (out / "d" / "a.png").write_bytes(b"0")
+    for split in ("train", "test"):
+        (out / "d" / split).mkdir(parents=True)
+    (out / "d" / "train" / "a.png").write_bytes(b"0")
     write_json(str(out / "effect" / "settings.json"), {
         "config": "smoke", "resolved": CONFIGS["smoke"], "data": str(out / "d"), "unlabeled": "",
         "data_files": source_fingerprint(str(out / "d")), "unlabeled_files": "", "seeds": [0]})
-    (out / "d" / "b.png").write_bytes(b"1")
+    (out / "d" / "train" / "b.png").write_bytes(b"1")
     error = run_script("bench/effect.py", "--config=smoke", f"--out={out / 'effect'}", "--seeds=(0,)",
                        f"--data={out / 'd'}", "--phases=(2,)", check=False)
     assert error.returncode == 2 and "holds runs made with other settings: data_files" in error.stderr, error.stderr
