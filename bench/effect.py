@@ -124,7 +124,7 @@ def record():
     unlabeled = UNLABELED and os.path.abspath(UNLABELED)
     return {"config": CONFIG, "resolved": CONFIGS[CONFIG], "data": data, "unlabeled": unlabeled,
             "data_files": None if data == "cifar10" else source_fingerprint(data),  # the download is fixed
-            "unlabeled_files": unlabeled and source_fingerprint(unlabeled), "seeds": list(SEEDS)}
+            "unlabeled_files": source_fingerprint(unlabeled) if unlabeled else None, "seeds": list(SEEDS)}
 
 
 if __name__ == "__main__":

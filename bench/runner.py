@@ -156,6 +156,10 @@ def check_record(out, record, ignore=("seeds",)):
     path = os.path.join(out, "settings.json")
     if os.path.isfile(path):
         held = read_json(path, f"delete {path} or use another --out")
+        older = sorted(set(record) - set(held))
+        require(not older, f"{out} was recorded by an earlier bench/effect.py (its record has no "
+                f"{', '.join(older)}): finish it with the code that started it (the commit of the clone it ran "
+                "from; its effect.py is beside the table), or use another --out")
         differ = differences({k: v for k, v in held.items() if k not in ignore},
                              json.loads(json.dumps({k: v for k, v in record.items() if k not in ignore})))
         require(not differ, f"{out} holds runs made with other settings: {'; '.join(differ)}; use another --out")

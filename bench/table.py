@@ -96,7 +96,8 @@ def write_table(out, config, results, seconds, command=None, settings=None):
              "invocation (a stage already finished exits in seconds). "
              f"Machine: {os.cpu_count()} CPU cores, {sys.platform}, Python {sys.version.split()[0]}.", ""]
     if missing:
-        lines += [f"**Partial table**: not finished yet: {', '.join(missing)}.", ""]
+        lines += [f"**Partial table**: no runner's score of the models there now (not finished yet, or a stage "
+                  f"made again since) for {', '.join(missing)}.", ""]
     lines += ["| arm | what | test accuracy % (mean ± std) | " + " | ".join(f"seed {s}" for s in seeds) + " |",
               "|---|---|---|" + "---|" * len(seeds)]
     for arm, (what, _, _) in ARMS.items():

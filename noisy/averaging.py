@@ -103,6 +103,8 @@ def save_average(path, average):
 def load_average(path):
     """(arrays, updates) as `save_average` saved them."""
     *values, step = load_arrays(path)
+    if step.shape != () or step.dtype.kind not in "iu":
+        raise ValueError(f"{path} ends without the average's update count (an earlier version wrote it)")
     return values, int(step)
 
 

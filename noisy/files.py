@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import zipfile
 
 import numpy as np
 
@@ -53,9 +54,12 @@ def save_arrays(path, values):
 
 
 def load_arrays(path):
-    """The list of arrays `save_arrays` saved, in its order."""
-    with np.load(path) as f:
-        return [f[f"arr_{i}"] for i in range(len(f.files))]
+    """The list of arrays `save_arrays` saved, in its order (ValueError: not such a file)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return [f[f"arr_{i}"] for i in range(len(f.files))]
+    except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not an .npz of arrays as save_arrays writes ({type(e).__name__})") from None
 
 
 @contextlib.contextmanager

@@ -183,7 +183,7 @@ class RunDir:
     """RUN_DIR: the folder every stage reads from and writes to."""
 
     def __init__(self, folder):
-        require(folder, "--run_dir is empty: name the run folder (say --run_dir=runs/default)")
+        require(folder.strip(), f"--run_dir={folder!r} is empty: name the run folder (say --run_dir=runs/default)")
         self.dir = folder
 
     def __str__(self):
@@ -359,8 +359,8 @@ class RunDir:
             chosen = [name.strip() for name in names.split(",") if name.strip()]
             require(chosen and len(set(chosen)) == len(chosen)
                     and not any(os.sep in name or name in RESERVED for name in chosen),
-                    f"--students={names!r}: expected 'all' or a comma-separated list of distinct student folder "
-                    f"names in {self.dir}")
+                    f"--students={names!r}: expected 'all', 'none' or a comma-separated list of distinct student "
+                    f"folder names in {self.dir}")
         found = [self.finished(name, "student") for name in chosen]
         for student in found:
             self._made_from(student, "teacher", teacher)
@@ -380,10 +380,11 @@ class RunDir:
         left = split.config["num_unlabeled"]
         source = ("split" if left else "cinic10") if unlabeled == "auto" else unlabeled
         data = split.config.get("source", "")
-        require(not (os.path.isdir(source) and os.path.isdir(data)
-                     and os.path.realpath(source) == os.path.realpath(os.path.join(data, "test"))),
-                f"--unlabeled={unlabeled!r} is the test folder of the teacher's --data: only evaluate.py reads the "
-                "test images; label another folder")
+        if os.path.isdir(source) and os.path.isdir(data):  # a folder pool is read recursively
+            pool_dir, test = os.path.realpath(source), os.path.realpath(os.path.join(data, "test"))
+            require(os.path.commonpath([pool_dir, test]) not in (pool_dir, test),
+                    f"--unlabeled={unlabeled!r} holds or lies in the test folder of the teacher's --data ({test}): "
+                    "only evaluate.py reads the test images; label another folder")
         if source == "split":
             require(left > 0, f"--unlabeled=split: {self.dir}/data has no unlabeled images (train_teacher.py's "
                     "--num_labeled and --num_val took the whole training set); use --unlabeled=cinic10 or a folder")

@@ -144,6 +144,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
         best_epoch = self.best["epoch"] if self.best else epoch
         save_json(os.path.join(self.resume_dir, "latest.json"), {"epoch": epoch, "best_epoch": best_epoch})
         interrupted.resume_epoch = epoch  # what an interrupted run would resume after
+        self.tidy(epoch)
+
+    def tidy(self, epoch):
+        """After `epoch`'s checkpoint: drop the other epochs' folders but the best's, and
+        write resume/history.csv from the history. Also what a run resumed after its last
+        epoch does (a kill may have landed between latest.json and this)."""
+        best_epoch = self.best["epoch"] if self.best else epoch
         for name in os.listdir(self.resume_dir):
             if name.startswith("epoch-") and name not in (f"epoch-{epoch:04d}", f"epoch-{best_epoch:04d}"):
                 shutil.rmtree(os.path.join(self.resume_dir, name), ignore_errors=True)
@@ -235,6 +242,8 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
         # the batch order restarts from the global seed, so a resumed run would differ.
         model.fit(stream, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
                   callbacks=callbacks, verbose=verbose, shuffle=False)
+    elif checkpoint.history:  # resumed after the last epoch: nothing to train, its files to finish
+        checkpoint.tidy(checkpoint.history[-1]["epoch"])
     if not checkpoint.history:
         raise UserError(f"{stage_dir}: no epoch was trained (--epochs={epochs})")
     kept = checkpoint.history[-1]["epoch"]

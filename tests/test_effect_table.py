@@ -239,7 +239,8 @@ def test_the_same_data_named_by_a_relative_path_is_recorded_as_its_absolute_path
     for split in ("train", "test"):
         (out / "d" / split).mkdir(parents=True)
     write_json(str(out / "effect" / "settings.json"), {"config": "smoke", "resolved": CONFIGS["smoke"],
-                                                       "data": "/elsewhere", "unlabeled": "", "seeds": [0]})
+                                                       "data": "/elsewhere", "unlabeled": "", "data_files": None,
+                                                       "unlabeled_files": None, "seeds": [0]})
     from conftest import REPO
     error = run_script("bench/effect.py", "--config=smoke", f"--out={out / 'effect'}", "--seeds=(0,)",
                        f"--data={os.path.relpath(out / 'd', REPO)}", check=False)
@@ -255,11 +256,19 @@ def test_a_data_folder_changed_between_invocations_is_refused(out):
     (out / "d" / "train" / "a.png").write_bytes(b"0")
     write_json(str(out / "effect" / "settings.json"), {
         "config": "smoke", "resolved": CONFIGS["smoke"], "data": str(out / "d"), "unlabeled": "",
-        "data_files": source_fingerprint(str(out / "d")), "unlabeled_files": "", "seeds": [0]})
+        "data_files": source_fingerprint(str(out / "d")), "unlabeled_files": None, "seeds": [0]})
     (out / "d" / "train" / "b.png").write_bytes(b"1")
     error = run_script("bench/effect.py", "--config=smoke", f"--out={out / 'effect'}", "--seeds=(0,)",
                        f"--data={out / 'd'}", "--phases=(2,)", check=False)
     assert error.returncode == 2 and "holds runs made with other settings: data_files" in error.stderr, error.stderr
+
+
+def test_a_folder_recorded_by_earlier_code_names_the_code_to_finish_it_with(out):
+    record = {"config": "cpu", "resolved": CONFIGS["cpu"], "data": "/d", "unlabeled": "", "seeds": [0]}
+    write_json(str(out / "settings.json"), record)  # before the record kept data_files
+    with pytest.raises(UserError, match=r"recorded by an earlier bench/effect.py \(its record has no data_files\): "
+                                        r"finish it with the code that started it"):
+        runner.check_record(str(out), dict(record, data_files="abc"))
 
 
 def test_best_val_reads_the_finished_stage_not_an_abandoned_retrain(out):

@@ -266,9 +266,10 @@ def test_a_mistyped_run_folder_is_refused_and_not_made(kind, tmp_path):
     assert not os.path.exists(tmp_path / "typo")
 
 
-def test_an_empty_run_dir_is_refused_rather_than_the_current_folder_taken():
-    with pytest.raises(UserError, match=r"--run_dir is empty"):
-        RunDir("")
+@pytest.mark.parametrize("folder", ["", " "])
+def test_an_empty_run_dir_is_refused_rather_than_the_current_folder_taken(folder):
+    with pytest.raises(UserError, match=r"--run_dir=.* is empty"):
+        RunDir(folder)
 
 
 def test_the_test_folder_of_the_teacher_s_data_is_not_an_unlabeled_pool(tmp_path):
@@ -276,9 +277,12 @@ def test_the_test_folder_of_the_teacher_s_data_is_not_an_unlabeled_pool(tmp_path
     import types
     (tmp_path / "d" / "test" / "cat").mkdir(parents=True)
     split = types.SimpleNamespace(config={"num_unlabeled": 0, "source": str(tmp_path / "d")}, image_shape=(8, 8, 3))
-    for named in (str(tmp_path / "d" / "test"), str(tmp_path / "d" / "test") + "/"):
-        with pytest.raises(UserError, match=r"is the test folder of the teacher's --data: only evaluate.py reads"):
-            RunDir(str(tmp_path / "run")).pool(named, split, 800, 0)
+    (tmp_path / "d" / "train").mkdir()
+    for named in ("test", "test/", "./test", "test/cat", "."):  # a folder pool is read recursively
+        with pytest.raises(UserError, match=r"holds or lies in the test folder of the teacher's --data"):
+            RunDir(str(tmp_path / "run")).pool(str(tmp_path / "d" / named), split, 800, 0)
+    with pytest.raises(UserError, match=r"train holds no image files"):  # past the check: train/ is no test folder
+        RunDir(str(tmp_path / "run")).pool(str(tmp_path / "d" / "train"), split, 800, 0)
 
 
 def test_students_none_is_the_teacher_alone(tmp_path):

@@ -81,3 +81,33 @@ def test_a_killed_noised_run_resumes_with_the_masks_an_unbroken_run_draws(tmp_pa
         assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)), a.path
     other, other_history, _ = train(tmp_path / "other", epochs=4, **run, seed=1)
     assert [row["loss"] for row in other_history] != [row["loss"] for row in history]  # the losses can differ
+
+
+def test_a_run_killed_after_its_last_checkpoint_finishes_its_history_on_resume(tmp_path):
+    """A kill between the last epoch's latest.json and its history.csv: the rerun trains
+    nothing, and must still leave every epoch's row (a fresh-eyes tester, #24)."""
+    import os
+    import shutil
+    run = dict(lr=0.01, flat_epochs=3, patience=3, schedule="constant")
+    train(tmp_path / "killed", epochs=3, **run)
+    resume = tmp_path / "killed" / "resume"
+    rows = (resume / "history.csv").read_text().splitlines()
+    assert len(rows) == 4
+    (resume / "history.csv").write_text("\n".join(rows[:3]) + "\n")  # what the killed run had written
+    shutil.copytree(resume / "epoch-0002", resume / "epoch-0001", dirs_exist_ok=True)  # not yet dropped
+    _, history, _ = train(tmp_path / "killed", epochs=3, **run)
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    assert (resume / "history.csv").read_text().splitlines() == rows
+    best = max(history, key=lambda row: row["val_accuracy"])["epoch"]
+    assert sorted(os.listdir(resume)) == sorted({f"epoch-{best:04d}", "epoch-0002", "history.csv", "latest.json"}
+                                                | ({"identity.json"} if (resume / "identity.json").exists() else set()))
+
+
+def test_a_damaged_random_state_is_refused_in_words_of_its_own(tmp_path):
+    from noisy.errors import UserError
+    run = dict(lr=0.01, flat_epochs=3, patience=3, schedule="constant", dropout=0.5)
+    train(tmp_path / "killed", epochs=1, **run)
+    (tmp_path / "killed" / "resume" / "epoch-0000" / "random_state.npz").write_text("hello")
+    with pytest.raises(UserError, match=r"cannot resume from .*random_state.npz is not an .npz of arrays") as refused:
+        train(tmp_path / "killed", epochs=2, **run)
+    assert "allow_pickle" not in str(refused.value)
