@@ -23,6 +23,7 @@ from noisy.data import DATA_FILES, commit_split, load_split, prepare_data, split
 from noisy.errors import UserError, require
 from noisy.files import NpyRows, load_model, load_npy, read_json, relative_to_run, save_json, save_npy
 from noisy.locks import lock
+from noisy.plots import PLOTS
 from noisy.verify import changed_files, file_sha256, verify
 
 SCRIPTS = {"teacher": "train_teacher.py", "pseudo": "pseudo_label.py", "student": "train_student.py"}
@@ -31,7 +32,7 @@ WHAT = {"teacher": "teacher", "pseudo": "set of pseudo-labels", "student": "stud
 RESERVED = ("data", "teacher", "pseudo", "pool", ".", "..", "students", "test_images", "corruption_images",
             "class_names", "settings", "none")
 # The files evaluate.py writes into RUN_DIR: no student folder takes one of their names.
-EVALUATION_FILES = ("results.json", "results.md", "confusion.png", "curves.png", "corruptions.png")
+EVALUATION_FILES = ("results.json", "results.md", *PLOTS)
 
 
 class Split:
