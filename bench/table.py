@@ -78,23 +78,27 @@ def mean_std(values):
     return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
 
 
-def write_table(out, config, results, seconds, command=None, settings=None):
+def write_table(out, config, results, seconds, command=None, settings=None, origin=None):
     """effect.md / effect.json / effect.png from what has finished; an arm or round some
-    seeds lack is averaged over the others, and the table says over which."""
+    seeds lack is averaged over the others, and the table says over which. `origin`: the
+    line that says where the table comes from, where it is not a run of `command`."""
     seeds = sorted(results)
     missing = [f"arm {arm} seed {s}" for arm in ARMS for s in seeds if results[s]["accuracy"][arm] is None]
     command = command or "python bench/effect.py " + " ".join(sys.argv[1:])
-    lines = [f"# Noisy Student effect: config '{config}'", "",
-             (f"Command: `{command}`  " if seconds is not None else
-              f"Table rewritten by `{command}` from the folder's record (settings.json: its configuration and "
-              "seeds); the command line's other settings play no part  "),
-             f"Seeds: {', '.join(map(str, seeds))}. "
-             + ("Wall time: not measured (--table_only). " if seconds is None else
-                f"Wall time of this invocation: {seconds / 60:.0f} min (stages an earlier invocation "
-                "finished are not in it). ")
-             + "Stage times: the '# exit code ... after N s' lines of each run folder's log-*.txt, one per "
-             "invocation (a stage already finished exits in seconds). "
-             f"Machine: {os.cpu_count()} CPU cores, {sys.platform}, Python {sys.version.split()[0]}.", ""]
+    if origin:  # a table put together from others: they say how each seed was run
+        heading = [origin + "  ", f"Seeds: {', '.join(map(str, seeds))}."]
+    else:
+        heading = [(f"Command: `{command}`  " if seconds is not None else
+                    f"Table rewritten by `{command}` from the folder's record (settings.json: its configuration "
+                    "and seeds); the command line's other settings play no part  "),
+                   f"Seeds: {', '.join(map(str, seeds))}. "
+                   + ("Wall time: not measured (--table_only). " if seconds is None else
+                      f"Wall time of this invocation: {seconds / 60:.0f} min (stages an earlier invocation "
+                      "finished are not in it). ")
+                   + "Stage times: the '# exit code ... after N s' lines of each run folder's log-*.txt, one per "
+                   "invocation (a stage already finished exits in seconds). "
+                   f"Machine: {os.cpu_count()} CPU cores, {sys.platform}, Python {sys.version.split()[0]}."]
+    lines = [f"# Noisy Student effect: config '{config}'", "", *heading, ""]
     if missing:
         lines += [f"**Partial table**: no runner's score of the models there now (not finished yet, or a stage "
                   f"made again since) for {', '.join(missing)}.", ""]

@@ -300,3 +300,29 @@ def test_phases_outside_the_four_are_refused(out, phases):
     error = run_script("bench/effect.py", "--config=smoke", f"--out={out}", f"--phases={phases}", check=False)
     assert error.returncode == 2 and error.stderr.strip().startswith(f"error: --phases={phases}: expected some of")
     assert not os.listdir(out)
+
+
+def test_tables_of_separate_seeds_merge_into_the_table_of_all_of_them(out):
+    """bench/merge_tables.py: the seeds of runners' tables made in separate folders (a seed per
+    session) averaged as one runner's table over those seeds is; tables of another
+    configuration, or naming a seed twice, are refused."""
+    result = lambda accuracy: {"accuracy": {arm: accuracy + arm / 100 for arm in arms.ARMS},  # noqa: E731
+                               "ece": {arm: 0.03 for arm in arms.ARMS}, "corrupted": {arm: None for arm in arms.ARMS},
+                               "pseudo": {"round 1, teacher 2": {"kept": 40000 + 10 * accuracy, "balanced": 30000}}}
+    for seed, accuracy in ((0, 0.60), (1, 0.62), (2, 0.64)):
+        table.write_table(str(out / f"s{seed}"), "cpu", {seed: result(accuracy)}, 60, settings=CONFIGS["cpu"])
+    table.write_table(str(out / "s01"), "cpu", {0: result(0.60), 1: result(0.62)}, 60, settings=CONFIGS["cpu"])
+    table.write_table(str(out / "full"), "full", {3: result(0.60)}, 60, settings=CONFIGS["full"])
+    run_script("bench/merge_tables.py", f"--out={out / 'all'}", f"--tables=('{out}/s01/effect.json','{out}/s2/effect.json')")
+    text = (out / "all" / "effect.md").read_text()
+    assert "\nSeeds: 0, 1, 2." in text and "Merged by `python bench/merge_tables.py" in text and "Partial" not in text
+    assert "| 2 | teacher, noise | 64.00 ± 2.00 | 62.00% | 64.00% | 66.00% |" in text
+    assert "| 4 - 2 (student over its noised teacher) | 2.00 ± 0.00 | 0, 1, 2 |" in text
+    assert "| 4 | 0.030 ± 0.000 | not scored | 0, 1, 2 |" in text
+    assert json.loads((out / "all" / "effect.json").read_text())["seeds"] == [0, 1, 2]
+    for tables, message in ((f"('{out}/s01/effect.json','{out}/s1/effect.json')", "seed 1 is also in another"),
+                            (f"('{out}/s0/effect.json','{out}/full/effect.json')", "other settings"),
+                            (f"('{out}/s0/effect.md',)", "not readable JSON")):
+        error = run_script("bench/merge_tables.py", f"--out={out / 'refused'}", f"--tables={tables}", check=False)
+        assert error.returncode == 2 and error.stderr.startswith("error: ") and message in error.stderr
+        assert not (out / "refused").exists()
