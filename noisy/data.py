@@ -19,7 +19,7 @@ import shutil
 
 import numpy as np
 
-from noisy.files import NpyRows, load_npy, read_json, save_json, save_npy
+from noisy.files import NpyRows, file_stat, load_npy, read_json, save_json, save_npy
 from noisy.verify import changed_files, file_sha256
 from noisy.images import decode_images, list_images, warn_skipped
 from noisy.errors import UserError
@@ -193,7 +193,7 @@ def source_fingerprint(source):
                        for root, _, names in os.walk(source, followlinks=True) for name in names)
     else:
         return None
-    stats = [(os.path.relpath(p, source) if p != source else p, os.stat(p).st_size, os.stat(p).st_mtime_ns)
+    stats = [(os.path.relpath(p, source) if p != source else p, file_stat(p).st_size, file_stat(p).st_mtime_ns)
              for p in paths]
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 

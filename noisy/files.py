@@ -96,6 +96,18 @@ def relative_to_run(path, run_dir):
     return os.path.relpath(path, run_dir) if path.startswith(run_dir + os.sep) else path
 
 
+def file_stat(path):
+    """os.stat of `path`; of the link itself where `path` is a link to nothing, which the
+    image readers skip as an unreadable file (with a warning), so that a source's identity
+    is defined, and changes once the link leads somewhere."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        if not os.path.islink(path):
+            raise
+        return os.lstat(path)
+
+
 def read_json(path, what):
     """json.load of `path`, which must hold a JSON object; a damaged file is a UserError
     naming it and `what` to do."""

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from noisy.files import read_json, save_json, save_text
+from noisy.files import file_stat, read_json, save_json, save_text
 from noisy.errors import UserError
 from noisy.verify import file_sha256
 
@@ -117,7 +117,7 @@ def folder_identity(paths, size):
     the same name changes it."""
     digest = hashlib.sha256(str(size).encode())
     for path in paths:
-        stat = os.stat(path)
+        stat = file_stat(path)
         digest.update(f"\n{os.path.abspath(path)}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 

@@ -209,3 +209,26 @@ def test_the_fingerprint_of_a_data_folder_sees_into_class_folders_linked_in(tmp_
     before = source_fingerprint(str(tmp_path / "src"))
     os.remove(tmp_path / "elsewhere" / "cat" / "1.png")
     assert source_fingerprint(str(tmp_path / "src")) != before
+
+
+def test_a_link_to_nothing_in_a_source_is_skipped_as_unreadable_not_a_crash(tmp_path):
+    """A dangling link among the images is skipped with the warning of any unreadable file,
+    and the identities of the source and of an unlabeled folder are still defined; they
+    change once the link leads to a file (a fresh-eyes tester, #24: 'No such file')."""
+    from noisy.data import source_fingerprint
+    from noisy.images import folder_identity
+    root = tmp_path / "data"
+    images, labels = synthetic_images(12, 3, size=32)
+    for split in ("train", "test"):
+        for i, (image, label) in enumerate(zip(images, labels)):
+            os.makedirs(root / split / f"class{label}", exist_ok=True)
+            Image.fromarray(image).save(root / split / f"class{label}" / f"{i:03d}.png")
+    os.symlink(tmp_path / "gone.png", root / "train" / "class0" / "zzz.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x_train, *_ = load_source(str(root))
+    assert x_train.shape[0] == 12 and any("zzz.png" in str(w.message) for w in caught)
+    link = str(root / "train" / "class0" / "zzz.png")
+    before, identity = source_fingerprint(str(root)), folder_identity([link], 32)
+    Image.fromarray(images[0]).save(tmp_path / "gone.png")
+    assert source_fingerprint(str(root)) != before and folder_identity([link], 32) != identity
