@@ -6,6 +6,11 @@ take over, no race between two processes taking one over, and no pid that anothe
 process may have reused. The file holds who has it (pid, host, start time), for the
 message a second process gets. `wait=True` queues instead of refusing (the CINIC-10
 download: shard runs that start together download once).
+
+A process that leaves nothing but its lock file in a folder (a stage refused before it
+began) removes the file and the folder as it exits, while it still holds the lock; a
+process that opened the file a moment earlier finds, once it has the lock, that the
+file it holds is no longer the one at the path, and takes the lock again on a new one.
 """
 import atexit
 import contextlib
@@ -23,18 +28,26 @@ _held = {}  # path -> open file: an flock lasts as long as its file is open
 def lock(folder, name=".lock", wait=False):
     """Hold `folder/name` until this process exits. Held by another process: without
     `wait`, a one-line UserError naming the holder; with `wait`, block until it is free."""
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, name)
     if path in _held:
         return
-    f = open(path, "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        holder = _holder(path)
-        f.close()
-        raise UserError(f"{folder} is in use by process {holder.get('pid', '?')} on host {holder.get('host', '?')} "
-                        f"since {holder.get('started', '?')}; wait for it to finish or stop it") from None
+    while True:
+        os.makedirs(folder, exist_ok=True)
+        try:
+            f = open(path, "a+")
+        except FileNotFoundError:
+            continue  # its folder was removed this instant by a holder that left it empty
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = _holder(path)
+            f.close()
+            raise UserError(f"{folder} is in use by process {holder.get('pid', '?')} on host "
+                            f"{holder.get('host', '?')} since {holder.get('started', '?')}; wait for it to finish "
+                            "or stop it") from None
+        if _is_at(f, path):
+            break
+        f.close()  # the holder before removed this file: lock the one at the path now
     f.seek(0)
     f.truncate()
     json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
@@ -44,11 +57,28 @@ def lock(folder, name=".lock", wait=False):
 
 
 def unlock(path):
-    """Release a lock this process holds (also done at exit). The file stays: removing it
-    would let a process that opened it a moment earlier lock a file nobody else sees."""
+    """Release a lock this process holds (also done at exit). The file stays, unless it is
+    all its folder holds: then file and folder go, before the lock is released (see the
+    module docstring for why a process that opened it meanwhile is not misled)."""
     f = _held.pop(path, None)
-    if f is not None:
-        f.close()
+    if f is None:
+        return
+    folder = os.path.dirname(path)
+    try:
+        if os.listdir(folder) == [os.path.basename(path)]:
+            os.remove(path)
+            os.rmdir(folder)
+    except OSError:
+        pass  # a file appeared this instant, or the folder is not ours to remove: it stays
+    f.close()
+
+
+def _is_at(f, path):
+    """Whether the open file `f` is still the file at `path`."""
+    try:
+        return os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _holder(path):

@@ -266,6 +266,16 @@ def test_a_mistyped_run_folder_is_refused_and_not_made(kind, tmp_path):
     assert not os.path.exists(tmp_path / "typo")
 
 
+def test_a_stage_refused_before_it_began_leaves_no_folder_behind(finished_run):
+    """A student asked for in a run folder whose teacher is gone is refused after its lock
+    was taken: the stage folder it locked, empty but for the lock, goes with it."""
+    shutil.rmtree(os.path.join(finished_run, "teacher"))
+    error = run_script("train_student.py", f"--run_dir={finished_run}", "--student=wide", check=False)
+    assert error.returncode == 2 and "teacher/config.json not found" in error.stderr
+    assert not os.path.exists(os.path.join(finished_run, "wide"))
+    assert os.path.isfile(os.path.join(finished_run, "student", "config.json"))  # the finished one is untouched
+
+
 @pytest.mark.parametrize("folder", ["", " "])
 def test_an_empty_run_dir_is_refused_rather_than_the_current_folder_taken(folder):
     with pytest.raises(UserError, match=r"--run_dir=.* is empty"):

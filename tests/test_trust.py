@@ -173,6 +173,38 @@ def test_a_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
     unlock(os.path.join(stage, ".lock"))
 
 
+def test_a_process_that_leaves_only_its_lock_removes_it_and_a_waiter_locks_a_new_one(tmp_path):
+    """A holder that leaves nothing but its lock file removes file and folder as it exits;
+    a process already waiting on the removed file then holds the lock on a new file at the
+    path, which a third process finds held (one process per stage, still)."""
+    import threading
+    stage = str(tmp_path / "pseudo")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                               "from noisy.locks import lock; lock(sys.argv[2]); print('held', flush=True); "
+                               "sys.stdin.read()", REPO, stage], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "held"
+    waiter = threading.Thread(target=lock, args=(stage,), kwargs={"wait": True})
+    waiter.start()  # opens the holder's file and waits for its flock
+    time.sleep(1)
+    holder.stdin.close()  # the holder exits normally: its folder holds only .lock, so both go
+    holder.wait()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive() and os.path.isfile(os.path.join(stage, ".lock"))
+    assert json.load(open(os.path.join(stage, ".lock")))["pid"] == os.getpid()
+    third = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                            "from noisy.locks import lock; lock(sys.argv[2])", REPO, stage],
+                           capture_output=True, text=True)
+    assert third.returncode != 0 and f"{stage} is in use by process {os.getpid()}" in third.stderr
+    unlock(os.path.join(stage, ".lock"))
+    assert not os.path.exists(stage)  # nothing but the lock was in it
+    os.makedirs(stage)
+    (tmp_path / "pseudo" / "config.json").write_text("{}")
+    lock(stage)
+    unlock(os.path.join(stage, ".lock"))
+    assert sorted(os.listdir(stage)) == [".lock", "config.json"]  # a folder with a stage in it stays, lock and all
+
+
 # ----------------------------------------------------------------------------- 4. one line
 def test_a_truncated_npy_is_refused_naming_its_size(tmp_path):
     np.save(tmp_path / "pool.npy", np.zeros((100, 8, 8, 3), np.uint8))
