@@ -138,13 +138,19 @@ def test_unlabeled_folder_of_odd_files_is_converted_and_bad_files_skipped(tmp_pa
     assert not os.path.exists(out + ".partial.npy")
 
 
-def test_class_folder_source_and_data_cache(tmp_path):
-    root = tmp_path / "data"
-    images, labels = synthetic_images(24, 3, size=32)
+def write_class_folders(root, n):
+    """(root, images): root/train/class<k>/ and root/test/class<k>/ holding the same `n`
+    synthetic PNGs of 3 classes."""
+    images, labels = synthetic_images(n, 3, size=32)
     for split in ("train", "test"):
         for i, (image, label) in enumerate(zip(images, labels)):
             os.makedirs(root / split / f"class{label}", exist_ok=True)
             Image.fromarray(image).save(root / split / f"class{label}" / f"{i:03d}.png")
+    return root, images
+
+
+def test_class_folder_source_and_data_cache(tmp_path):
+    root, images = write_class_folders(tmp_path / "data", 24)
     x_train, y_train, x_test, y_test, names = load_source(str(root))
     assert names == ["class0", "class1", "class2"]
     assert x_train.shape == (24, 32, 32, 3) and np.bincount(y_train).tolist() == [8, 8, 8]
@@ -217,12 +223,7 @@ def test_a_link_to_nothing_in_a_source_is_skipped_as_unreadable_not_a_crash(tmp_
     change once the link leads to a file (a fresh-eyes tester, #24: 'No such file')."""
     from noisy.data import source_fingerprint
     from noisy.images import folder_identity
-    root = tmp_path / "data"
-    images, labels = synthetic_images(12, 3, size=32)
-    for split in ("train", "test"):
-        for i, (image, label) in enumerate(zip(images, labels)):
-            os.makedirs(root / split / f"class{label}", exist_ok=True)
-            Image.fromarray(image).save(root / split / f"class{label}" / f"{i:03d}.png")
+    root, images = write_class_folders(tmp_path / "data", 12)
     os.symlink(tmp_path / "gone.png", root / "train" / "class0" / "zzz.png")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
