@@ -15,17 +15,18 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 data=$(cd "$3" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+for i in 1 2; do  # both commits checked out before anything trains
+  git clone -q "$repo" "$work/code$i" && git -C "$work/code$i" checkout -q "${!i}" 2>/dev/null \
+    || { echo "error: ${!i} is not a commit of $repo" >&2; exit 2; }
+done
 for i in 1 2; do
-  rev=${!i}
-  git clone -q "$repo" "$work/code$i" && git -C "$work/code$i" checkout -q "$rev" \
-    || { echo "error: $rev is not a commit of $repo" >&2; exit 2; }
   run="$work/run$i"
-  (cd "$work/code$i"
+  (cd "$work/code$i" &&
    python train_teacher.py --data="$data" --run_dir="$run" --num_labeled=400 --num_val=100 --model=tiny --epochs=2 \
-     --batch_size=32 --noise=True --seed=3 --workers=1
-   python pseudo_label.py --run_dir="$run" --threshold=0.1 --soft=False --per_class=30
+     --batch_size=32 --noise=True --seed=3 --workers=1 &&
+   python pseudo_label.py --run_dir="$run" --threshold=0.1 --soft=False --per_class=30 &&
    python train_student.py --run_dir="$run" --epochs=2 --batch_size=32 --noise=True --seed=3 --workers=1 \
-     --label_smoothing=0.1) > "$work/log$i.txt" 2>&1 || { echo "error: a stage failed at $rev:"; tail -5 "$work/log$i.txt"; exit 2; } >&2
+     --label_smoothing=0.1) > "$work/log$i.txt" 2>&1 || { echo "error: a stage failed at ${!i}:"; tail -5 "$work/log$i.txt"; exit 2; } >&2
 done
 same=0
 for file in teacher/history.csv pseudo/targets.npy student/history.csv; do

@@ -189,8 +189,14 @@ def source_fingerprint(source):
     if os.path.isfile(source):
         paths = [source]
     elif os.path.isdir(source):
-        paths = sorted(os.path.join(root, name)  # class folders linked in are read, so looked at
-                       for root, _, names in os.walk(source, followlinks=True) for name in names)
+        paths, seen = [], set()
+        for root, dirs, names in os.walk(source, followlinks=True):  # class folders linked in are read, so looked at
+            if os.path.realpath(root) in seen:  # a link back up (a loop), or a folder linked in twice
+                dirs[:] = []
+                continue
+            seen.add(os.path.realpath(root))
+            paths += [os.path.join(root, name) for name in names]
+        paths.sort()
     else:
         return None
     stats = [(os.path.relpath(p, source) if p != source else p, file_stat(p).st_size, file_stat(p).st_mtime_ns)

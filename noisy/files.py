@@ -97,12 +97,12 @@ def relative_to_run(path, run_dir):
 
 
 def file_stat(path):
-    """os.stat of `path`; of the link itself where `path` is a link to nothing, which the
-    image readers skip as an unreadable file (with a warning), so that a source's identity
-    is defined, and changes once the link leads somewhere."""
+    """os.stat of `path`; of the link itself where `path` is a link to nothing (or a loop
+    of links), which the image readers skip as an unreadable file (with a warning), so
+    that a source's identity is defined, and changes once the link leads somewhere."""
     try:
         return os.stat(path)
-    except FileNotFoundError:
+    except OSError:
         if not os.path.islink(path):
             raise
         return os.lstat(path)

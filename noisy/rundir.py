@@ -211,9 +211,9 @@ class RunDir:
         require(made in (None, kind), f"{path} holds a {made} stage, not a {WHAT[kind]}: it is not replaced by one; "
                 "use another --run_dir")
         if shard is None:
-            lock(path)
+            lock(path, tidy=True)  # a stage refused before it began leaves no folder
         else:
-            lock(os.path.join(path, "shards"), f".lock-{shard:04d}")
+            lock(os.path.join(path, "shards"), f".lock-{shard:04d}", tidy=True)
         return Stage(kind, path, settings, retrain, shard_run=shard is not None)
 
     # ------------------------------------------------------------------ inputs

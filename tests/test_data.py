@@ -233,3 +233,9 @@ def test_a_link_to_nothing_in_a_source_is_skipped_as_unreadable_not_a_crash(tmp_
     before, identity = source_fingerprint(str(root)), folder_identity([link], 32)
     Image.fromarray(images[0]).save(tmp_path / "gone.png")
     assert source_fingerprint(str(root)) != before and folder_identity([link], 32) != identity
+    os.symlink("self.png", root / "train" / "class1" / "self.png")  # a link to itself
+    os.symlink("..", root / "train" / "class1" / "up")  # a folder loop
+    assert source_fingerprint(str(root)) and folder_identity([str(root / "train" / "class1" / "self.png")], 32)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert load_source(str(root))[0].shape[0] == 13  # the twelve and gone.png, now there

@@ -320,9 +320,13 @@ def test_tables_of_separate_seeds_merge_into_the_table_of_all_of_them(out):
     assert "| 4 - 2 (student over its noised teacher) | 2.00 ± 0.00 | 0, 1, 2 |" in text
     assert "| 4 | 0.030 ± 0.000 | not scored | 0, 1, 2 |" in text
     assert json.loads((out / "all" / "effect.json").read_text())["seeds"] == [0, 1, 2]
+    odd = json.loads((out / "s0" / "effect.json").read_text())
+    odd["results"]["0"]["accuracy"].pop("6")  # a seed without a score or null for every arm
+    (out / "odd.json").write_text(json.dumps(odd))
     for tables, message in ((f"('{out}/s01/effect.json','{out}/s1/effect.json')", "seed 1 is also in another"),
                             (f"('{out}/s0/effect.json','{out}/full/effect.json')", "other settings"),
-                            (f"('{out}/s0/effect.md',)", "not readable JSON")):
+                            (f"('{out}/s0/effect.md',)", "not readable JSON"),
+                            (f"('{out}/odd.json',)", "not an effect.json of bench/effect.py")):
         error = run_script("bench/merge_tables.py", f"--out={out / 'refused'}", f"--tables={tables}", check=False)
         assert error.returncode == 2 and error.stderr.startswith("error: ") and message in error.stderr
         assert not (out / "refused").exists()

@@ -180,11 +180,11 @@ def test_a_process_that_leaves_only_its_lock_removes_it_and_a_waiter_locks_a_new
     import threading
     stage = str(tmp_path / "pseudo")
     holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                               "from noisy.locks import lock; lock(sys.argv[2]); print('held', flush=True); "
+                               "from noisy.locks import lock; lock(sys.argv[2], tidy=True); print('held', flush=True); "
                                "sys.stdin.read()", REPO, stage], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
     assert holder.stdout.readline().strip() == "held"
-    waiter = threading.Thread(target=lock, args=(stage,), kwargs={"wait": True})
+    waiter = threading.Thread(target=lock, args=(stage,), kwargs={"wait": True, "tidy": True})
     waiter.start()  # opens the holder's file and waits for its flock
     time.sleep(1)
     holder.stdin.close()  # the holder exits normally: its folder holds only .lock, so both go
@@ -200,9 +200,31 @@ def test_a_process_that_leaves_only_its_lock_removes_it_and_a_waiter_locks_a_new
     assert not os.path.exists(stage)  # nothing but the lock was in it
     os.makedirs(stage)
     (tmp_path / "pseudo" / "config.json").write_text("{}")
-    lock(stage)
+    lock(stage, tidy=True)
     unlock(os.path.join(stage, ".lock"))
     assert sorted(os.listdir(stage)) == [".lock", "config.json"]  # a folder with a stage in it stays, lock and all
+
+
+def test_a_lock_removes_the_folders_it_made_and_refuses_what_is_in_its_way(tmp_path):
+    """A shard's lock (RUN_DIR/pseudo/shards/.lock-0000) that is all there is takes away
+    pseudo/ too, which it made, and not a folder that was there before; a file where the
+    folder goes, or a link to nowhere where the lock file goes, is an error at once, not
+    a retry for ever (a fresh-eyes tester, #24)."""
+    shards = tmp_path / "run" / "pseudo" / "shards"
+    (tmp_path / "run").mkdir()
+    lock(str(shards), ".lock-0000", tidy=True)
+    unlock(str(shards / ".lock-0000"))
+    assert os.listdir(tmp_path / "run") == []
+    lock(str(tmp_path / "kept"))
+    unlock(str(tmp_path / "kept" / ".lock"))
+    assert os.listdir(tmp_path / "kept") == [".lock"]  # not tidy (a download's, evaluate's): it stays
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileExistsError):
+        lock(str(tmp_path / "file"))
+    (tmp_path / "stage").mkdir()
+    os.symlink(tmp_path / "nowhere" / "x", tmp_path / "stage" / ".lock")
+    with pytest.raises(FileNotFoundError):
+        lock(str(tmp_path / "stage"))
 
 
 # ----------------------------------------------------------------------------- 4. one line
