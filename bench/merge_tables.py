@@ -21,6 +21,8 @@ TABLES = ()   # the effect.json files bench/effect.py wrote, one or more seeds e
 OUT = ""      # the folder for the merged effect.md / effect.json / effect.png
 # ------------------------------------------------------------------------------
 
+PER_ARM = ("accuracy", "ece", "corrupted")  # a seed's results keyed by arm; "pseudo" is keyed by round
+
 
 def read_table(path):
     """One runner's effect.json, its seeds and arms as the integers bench/table.py uses
@@ -38,10 +40,10 @@ def read_table(path):
             and all(isinstance(seed, str) and seed.isdigit() and str(int(seed)) == seed for seed in results)
             and all(isinstance(r, dict) and per_arm(r.get("accuracy")) and isinstance(r.get("pseudo"), dict)
                     and all(isinstance(p, dict) and {"kept", "balanced"} <= set(p) for p in r["pseudo"].values())
-                    and all(per_arm(r[key]) for key in ("ece", "corrupted") if key in r) for r in results.values()),
+                    and all(per_arm(r[key]) for key in PER_ARM[1:] if key in r) for r in results.values()),
             f"{path}: not an effect.json of bench/effect.py (config, settings, and results of one or more seeds, "
             "each with a score or null for every arm)")
-    table["results"] = {int(seed): {key: ({int(arm): v for arm, v in value.items()} if key in ("accuracy", "ece", "corrupted") else value)
+    table["results"] = {int(seed): {key: {int(arm): v for arm, v in value.items()} if key in PER_ARM else value
                                     for key, value in result.items()}
                         for seed, result in results.items()}
     return table

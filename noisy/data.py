@@ -191,16 +191,17 @@ def source_fingerprint(source):
     elif os.path.isdir(source):
         paths, seen = [], set()
         for root, dirs, names in os.walk(source, followlinks=True):  # class folders linked in are read, so looked at
-            if os.path.realpath(root) in seen:  # a link back up (a loop), or a folder linked in twice
+            real = os.path.realpath(root)
+            if real in seen:  # a link back up (a loop), or a folder linked in twice
                 dirs[:] = []
                 continue
-            seen.add(os.path.realpath(root))
+            seen.add(real)
             paths += [os.path.join(root, name) for name in names]
         paths.sort()
     else:
         return None
-    stats = [(os.path.relpath(p, source) if p != source else p, file_stat(p).st_size, file_stat(p).st_mtime_ns)
-             for p in paths]
+    stats = [(os.path.relpath(p, source) if p != source else p, stat.st_size, stat.st_mtime_ns)
+             for p, stat in ((p, file_stat(p)) for p in paths)]
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 
 
