@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from noisy.errors import UserError
-from noisy.files import load_arrays, save_arrays
+from noisy.files import fits, load_arrays, save_arrays
 
 
 def averaged_variables(model):
@@ -110,7 +110,7 @@ def load_average(path):
 
 def require_fits(values, variables):
     """A saved average (a checkpoint's average.npz) holds one array per averaged variable."""
-    if len(values) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for a, v in zip(values, variables)):
+    if not fits(values, variables):
         raise UserError("the saved weight average does not fit this model's variables; delete the stage's resume/ "
                         "folder or pass --retrain=True")
 

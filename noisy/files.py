@@ -62,6 +62,12 @@ def load_arrays(path):
         raise ValueError(f"{path} is not an .npz of arrays as save_arrays writes ({type(e).__name__})") from None
 
 
+def fits(arrays, variables):
+    """Whether saved `arrays` (load_arrays) are one per variable, shape for shape: what a
+    checkpoint's weight average or random-number states must be to be put back."""
+    return len(arrays) == len(variables) and all(tuple(a.shape) == tuple(v.shape) for a, v in zip(arrays, variables))
+
+
 @contextlib.contextmanager
 def _h5_notices_hidden():
     """Keras logs through absl that H5 is a legacy format (when saving) and that a loaded

@@ -27,7 +27,7 @@ import sys
 import keras
 import numpy as np
 
-from noisy.files import load_arrays, save_arrays, save_json, save_model, save_text
+from noisy.files import fits, load_arrays, save_arrays, save_json, save_model, save_text
 from noisy.averaging import WeightAverage, apply_average, load_average, save_average
 from noisy.errors import UserError, interrupted
 
@@ -192,7 +192,7 @@ def load_resume_point(stage_dir):
         model = keras.models.load_model(os.path.join(folder, "model.keras"))
         states = random_states(model)
         saved = load_arrays(os.path.join(folder, RANDOM_STATE_FILE)) if states else []
-        if [tuple(a.shape) for a in saved] != [tuple(v.shape) for v in states]:
+        if not fits(saved, states):
             raise ValueError(f"its {RANDOM_STATE_FILE} does not fit the model's random-number generators")
         for variable, value in zip(states, saved):
             variable.assign(value)
