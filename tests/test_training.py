@@ -111,3 +111,16 @@ def test_a_damaged_random_state_is_refused_in_words_of_its_own(tmp_path):
     with pytest.raises(UserError, match=r"cannot resume from .*random_state.npz is not an .npz of arrays") as refused:
         train(tmp_path / "killed", epochs=2, **run)
     assert "allow_pickle" not in str(refused.value)
+
+
+def test_a_random_state_of_another_model_is_refused(tmp_path):
+    from noisy.errors import UserError
+    from noisy.files import save_arrays
+    run = dict(lr=0.01, flat_epochs=3, patience=3, schedule="constant", dropout=0.5)
+    train(tmp_path / "killed", epochs=1, **run)
+    state = tmp_path / "killed" / "resume" / "epoch-0000" / "random_state.npz"
+    for arrays in ([np.zeros(5, np.uint32)], [np.zeros(2, np.uint32)] * 2, []):  # wrong shape; one too many; none
+        save_arrays(str(state), arrays)
+        with pytest.raises(UserError, match=r"cannot resume from .*random_state.npz does not fit the model's "
+                                            r"random-number generators"):
+            train(tmp_path / "killed", epochs=2, **run)
