@@ -44,11 +44,15 @@ def identity(settings, inputs, runtime=()):
 
 
 def environment():
-    """What a resumed training must run under as well: the backend and library versions
-    (a checkpoint's optimizer state and random streams are theirs)."""
+    """What a resumed training must run under as well: the backend, library versions and,
+    under TensorFlow, its CPU kernels (oneDNN or Eigen: they round differently, so a run
+    resumed under the other would not end as an unbroken one does)."""
     import importlib.metadata
     import keras
     versions = {"backend": keras.backend.backend(), "keras": keras.__version__}
+    if versions["backend"] == "tensorflow":
+        from tensorflow.python.util import _pywrap_util_port
+        versions["cpu_kernels"] = "onednn" if _pywrap_util_port.IsMklEnabled() else "eigen"
     for package in ("tensorflow", "jax", "torch"):
         try:
             versions[package] = importlib.metadata.version(package)
