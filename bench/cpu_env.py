@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.scripts import run_script  # noqa: E402
 from bench.synthetic_run import synthetic_images  # noqa: E402
 from noisy.errors import install_error_hook, require  # noqa: E402
+from noisy.presets import MODELS  # noqa: E402
 from noisy.settings import configure  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
@@ -97,11 +98,23 @@ def measure():
     print(json.dumps(clock.result))
 
 
+def child_result(name, settings):
+    """One child's JSON line; a child that fails ends this run with its own error line."""
+    result = run_script("bench/cpu_env.py", f"--child={name}", *settings, env=ENV[name], check=False)
+    if result.returncode != 0:
+        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        said = next((line for line in reversed(lines) if line.startswith("error: ")), lines[-1] if lines else "")
+        require(False, f"the {name} child failed (exit {result.returncode}): {said.removeprefix('error: ')}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main():
     names = [name.strip() for name in ENVIRONMENTS.split(",") if name.strip()]
     require(names and all(name in ENV for name in names) and len(set(names)) == len(names),
             f"--environments={ENVIRONMENTS!r}: expected distinct names from {', '.join(ENV)}")
     require(STEPS > WARMUP >= 1 and REPEATS >= 1, "--steps must exceed --warmup >= 1, and --repeats >= 1")
+    require(BATCH_SIZE >= 1 and WORKERS >= 1, "--batch_size and --workers must be at least 1")
+    require(MODEL in MODELS, f"--model={MODEL!r}: expected one of {', '.join(MODELS)}")
     settings = [f"--{name.lower()}={globals()[name]}" for name in ("MODEL", "BATCH_SIZE", "WORKERS", "NUM_OPS",
                                                                     "MAGNITUDE", "STEPS", "WARMUP")]
     for key in MALLOC:  # set in this shell, they would reach every child
@@ -109,8 +122,7 @@ def main():
     runs = {name: [] for name in names}
     for round_ in range(REPEATS):
         for name in names:
-            out = run_script("bench/cpu_env.py", f"--child={name}", *settings, env=ENV[name]).stdout
-            runs[name].append(json.loads(out.strip().splitlines()[-1]))
+            runs[name].append(child_result(name, settings))
             print(f"round {round_ + 1}, {name}: {runs[name][-1]['seconds_per_step']:.3f} s/step", flush=True)
     base = np.mean([r["seconds_per_step"] for r in runs[names[0]]])
     print(f"\n{MODEL}, batch {BATCH_SIZE}, {WORKERS} worker threads, RandAugment {NUM_OPS} ops at {MAGNITUDE}; "

@@ -9,17 +9,28 @@ import pytest
 from conftest import REPO
 
 pytest.importorskip("tensorflow")
-ASK = ("import noisy; noisy.import_keras(); "
-       "from tensorflow.python.util import _pywrap_util_port as p; print(p.IsMklEnabled())")
+ASK = ("import os, noisy; noisy.import_keras(); "
+       "from tensorflow.python.util import _pywrap_util_port as p; "
+       "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), p.IsMklEnabled())")
 
 
 def onednn_in_a_fresh_process(**env):
     clean = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     result = subprocess.run([sys.executable, "-c", ASK], cwd=REPO, env=dict(clean, **env), capture_output=True,
                             text=True, check=True)
-    return result.stdout.strip().splitlines()[-1]
+    variable, enabled = result.stdout.strip().splitlines()[-1].split()
+    return variable, enabled
 
 
 def test_noisy_turns_onednn_on_before_tensorflow_loads_and_the_shell_wins():
-    assert onednn_in_a_fresh_process() == "True"
-    assert onednn_in_a_fresh_process(TF_ENABLE_ONEDNN_OPTS="0") == "False"
+    # The variable is what noisy sets on every CPU; TensorFlow taking it is what it changes here.
+    assert onednn_in_a_fresh_process() == ("1", "True")
+    assert onednn_in_a_fresh_process(TF_ENABLE_ONEDNN_OPTS="0") == ("0", "False")
+
+
+def test_the_timing_bench_passes_on_a_failing_childs_own_error():
+    result = subprocess.run([sys.executable, "bench/cpu_env.py", "--magnitude=99", "--environments=onednn",
+                             "--repeats=1"], cwd=REPO, capture_output=True, text=True)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: the onednn child failed (exit 2): ") and "magnitude must be in [0, " in lines[0]
