@@ -68,20 +68,23 @@ def evaluation_settings(args):
 
 
 def evaluated(run_dir, args):
-    """Whether run_dir/results.json scores the models that the teacher's and student's
-    config.json name now (their run ids), the student made from the teacher and the
-    pseudo-labels the folder holds now (a `pseudo_label.py --retrain=True` since leaves a
-    student that evaluate.py refuses), with exactly the settings `args` give evaluate.py
-    (its defaults for the rest): a hand-run with other settings is not the runner's."""
+    """Whether run_dir/results.json scores the models there now, as evaluate.py would take
+    them (the teacher and the student RunDir hands over: finished, files as written, the
+    student made from that teacher and the pseudo-labels the folder holds now), with
+    exactly the settings `args` give evaluate.py (its defaults for the rest): a hand-run
+    with other settings is not the runner's."""
     path = os.path.join(run_dir, "results.json")
-    if not all(done(run_dir, stage) for stage in ("teacher", "pseudo", "student")) or not os.path.isfile(path):
+    if not os.path.isfile(path):
+        return False
+    try:
+        run = RunDir(run_dir)
+        teacher = run.teacher()
+        (student,), _ = run.students("student", teacher)
+    except UserError:
         return False
     results = read_json(path, f"delete {path}")
-    made = {stage: read_json(os.path.join(run_dir, stage, "config.json"), "") for stage in ("teacher", "pseudo", "student")}
-    for stage in ("teacher", "student"):
-        if results.get(stage, {}).get("run_id") != made[stage]["run_id"]:
-            return False
-    if any(made["student"].get(stage, {}).get("run_id") != made[stage]["run_id"] for stage in ("teacher", "pseudo")):
+    if any(results.get(stage, {}).get("run_id") != made.run_id for stage, made in (("teacher", teacher),
+                                                                                    ("student", student))):
         return False
     scored = {k: v for k, v in results.get("settings", {}).items() if k != "run_dir"}
     return scored == evaluation_settings(args)

@@ -27,14 +27,27 @@ def write_table(out, results, seconds):
     table.write_table(str(out), "cpu", results, seconds)
 
 
+def finished_stages(run_dir, teacher="teacher-1", pseudo="pseudo-1", student="student-1"):
+    """A run folder's records as its stages leave them (a split, then a teacher, its
+    pseudo-labels and a student made from both, by run id), with no models in them."""
+    from noisy.data import DATA_FILES
+    for name in DATA_FILES:
+        os.makedirs(os.path.join(run_dir, "data"), exist_ok=True)
+        np.save(os.path.join(run_dir, "data", name), np.zeros(2, np.int64))
+    write_json(os.path.join(run_dir, "data", "config.json"), {"complete": True})
+    write_json(os.path.join(run_dir, "teacher", "config.json"), {"run_id": teacher, "complete": True,
+                                                                 "stage": "teacher"})
+    write_json(os.path.join(run_dir, "pseudo", "config.json"), {"run_id": pseudo, "complete": True, "stage": "pseudo",
+                                                                "teacher": {"run_id": teacher}})
+    write_json(os.path.join(run_dir, "student", "config.json"), {"run_id": student, "complete": True,
+                                                                 "stage": "student", "teacher": {"run_id": teacher},
+                                                                 "pseudo": {"run_id": pseudo}})
+
+
 def scored(run_dir, results):
     """results.json as the runner's evaluate.py leaves it: of the models there now (their
     run ids), with the runner's settings for that folder."""
-    for stage in ("teacher", "pseudo"):
-        write_json(os.path.join(run_dir, stage, "config.json"), {"run_id": f"{stage}-1", "complete": True})
-    write_json(os.path.join(run_dir, "student", "config.json"), {"run_id": "student-1", "complete": True,
-                                                                 "teacher": {"run_id": "teacher-1"},
-                                                                 "pseudo": {"run_id": "pseudo-1"}})
+    finished_stages(run_dir)
     settings = runner.evaluation_settings(arms.EVALUATE_ARGS[os.path.basename(run_dir)])
     write_json(os.path.join(run_dir, "results.json"), dict(
         {stage: dict(results.get(stage, {}), run_id=f"{stage}-1") for stage in ("teacher", "student")},
@@ -51,7 +64,7 @@ def test_collect_reads_the_arms_and_rounds_that_have_finished(out):
     a, b, c, d = arm_dirs(out, 0)
     scored(b, {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.69}})
     write_json(os.path.join(b, "pseudo", "summary.json"), {"kept": 41000, "balanced": 30000, "accuracy_kept": 0.675})
-    os.makedirs(os.path.join(b, "data"))
+    os.makedirs(os.path.join(b, "data"), exist_ok=True)
     np.save(os.path.join(b, "data", "train_labels.npy"), np.array([0, 1, 2, 3, 4, 5]))
     np.save(os.path.join(b, "pseudo", "indices.npy"), np.array([5, 1, 2, 2]))  # training rows, repeats allowed
     np.save(os.path.join(b, "pseudo", "targets.npy"), np.eye(6)[[5, 0, 2, 2]])  # row 1 is labeled wrong
@@ -117,10 +130,7 @@ def test_evaluate_runs_again_unless_results_name_the_current_models_and_settings
     calls = []
     monkeypatch.setattr(runner, "run", lambda script, run_dir, *args: calls.append(args))
     run_dir = str(out / "arm")
-    for stage, run_id in (("teacher", "t1"), ("pseudo", "p1")):
-        write_json(os.path.join(run_dir, stage, "config.json"), {"run_id": run_id, "complete": True})
-    write_json(os.path.join(run_dir, "student", "config.json"), {"run_id": "s1", "complete": True,
-                                                                 "teacher": {"run_id": "t1"}, "pseudo": {"run_id": "p1"}})
+    finished_stages(run_dir, "t1", "p1", "s1")
 
     def results(teacher, student, severities, **other):
         write_json(os.path.join(run_dir, "results.json"), {
@@ -143,6 +153,20 @@ def test_evaluate_runs_again_unless_results_name_the_current_models_and_settings
     runner.evaluate(run_dir, "--severities=()")
     assert calls == [("--severities=()",), (), ("--severities=(1, 3)",), ("--severities=()",), ("--severities=()",),
                      ("--severities=()",), ("--severities=()",)]
+    # The scores are of the models there now, as evaluate.py would take them: a folder
+    # evaluate.py refuses is scored again (and refused there), never kept.
+    results("t1", "s1", [])
+    runner.evaluate(run_dir, "--severities=()")
+    assert len(calls) == 7  # these models, these settings: kept
+    write_json(os.path.join(run_dir, "pseudo", "config.json"), {"run_id": "p1", "complete": True, "stage": "pseudo",
+                                                                "teacher": {"run_id": "t0"}})
+    runner.evaluate(run_dir, "--severities=()")  # the pseudo-labels are another teacher's
+    finished_stages(run_dir, "t1", "p1", "s1")
+    np.save(os.path.join(run_dir, "student", "model.npy"), np.zeros(1))
+    student = json.load(open(os.path.join(run_dir, "student", "config.json")))
+    write_json(os.path.join(run_dir, "student", "config.json"), dict(student, files_sha256={"model.npy": "0" * 64}))
+    runner.evaluate(run_dir, "--severities=()")  # the student's model is not the file its stage wrote
+    assert len(calls) == 9
 
 
 def test_calibration_and_robustness_of_arms_2_and_4_against_the_clean_gain(out):
