@@ -38,6 +38,7 @@ from bench.scripts import run_script  # noqa: E402
 from bench.synthetic_run import synthetic_images  # noqa: E402
 from noisy.errors import install_error_hook, require  # noqa: E402
 from noisy.presets import MODELS  # noqa: E402
+from noisy.randaugment import RandAugment  # noqa: E402
 from noisy.settings import configure  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
@@ -102,9 +103,12 @@ def child_result(name, settings):
     """One child's JSON line; a child that fails ends this run with its own error line."""
     result = run_script("bench/cpu_env.py", f"--child={name}", *settings, env=ENV[name], check=False)
     if result.returncode != 0:
-        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        said = next((line for line in reversed(lines) if line.startswith("error: ")), lines[-1] if lines else "")
-        require(False, f"the {name} child failed (exit {result.returncode}): {said.removeprefix('error: ')}")
+        if os.environ.get("NOISY_TRACEBACK"):
+            sys.stderr.write(result.stderr)  # the child's traceback, as asked
+        said = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        how = (f"exit {result.returncode}" if result.returncode > 0 else f"killed by signal {-result.returncode}")
+        require(False, f"the {name} child failed ({how}): "
+                + (said[-1].removeprefix("error: ") if said else "it wrote no error line"))
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -115,6 +119,10 @@ def main():
     require(STEPS > WARMUP >= 1 and REPEATS >= 1, "--steps must exceed --warmup >= 1, and --repeats >= 1")
     require(BATCH_SIZE >= 1 and WORKERS >= 1, "--batch_size and --workers must be at least 1")
     require(MODEL in MODELS, f"--model={MODEL!r}: expected one of {', '.join(MODELS)}")
+    try:
+        RandAugment(NUM_OPS, MAGNITUDE)  # its settings checked here, before any child loads TensorFlow
+    except ValueError as e:
+        require(False, f"--num_ops={NUM_OPS} --magnitude={MAGNITUDE}: {e}")
     settings = [f"--{name.lower()}={globals()[name]}" for name in ("MODEL", "BATCH_SIZE", "WORKERS", "NUM_OPS",
                                                                     "MAGNITUDE", "STEPS", "WARMUP")]
     for key in MALLOC:  # set in this shell, they would reach every child

@@ -10,10 +10,13 @@
 # (docs/RESULTS.md: HEAD against the table's commit 4d55152 on 1,000 + 200 CIFAR-10 images.)
 #
 # Both clones run with the same TensorFlow CPU kernels: oneDNN's unless the shell sets
-# TF_ENABLE_ONEDNN_OPTS=0 (an older commit's noisy does not set it, and TensorFlow's own
-# default differs between CPUs; oneDNN and Eigen round differently).
+# TF_ENABLE_ONEDNN_OPTS to another value than 1 (unset or empty counts as 1 here, unlike in
+# the stages, where empty leaves TensorFlow's own choice: an older commit's noisy does not
+# set it, and TensorFlow's default differs between CPUs; oneDNN and Eigen round differently).
 set -euo pipefail
 export TF_ENABLE_ONEDNN_OPTS="${TF_ENABLE_ONEDNN_OPTS:-1}"
+kernels=$(TF_CPP_MIN_LOG_LEVEL=3 python -c "from tensorflow.python.util import _pywrap_util_port as p
+print('oneDNN' if p.IsMklEnabled() else 'Eigen')" 2>/dev/null | tail -1) || kernels="unknown"
 [ $# -eq 3 ] || { echo "error: usage: bench/same_as_commit.sh COMMIT COMMIT DATA_FOLDER" >&2; exit 2; }
 [ -d "$3/train" ] && [ -d "$3/test" ] || { echo "error: $3 holds no train/ and test/ class folders" >&2; exit 2; }
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,6 +40,5 @@ same=0
 for file in teacher/history.csv pseudo/targets.npy student/history.csv; do
   if cmp -s "$work/run1/$file" "$work/run2/$file"; then echo "same      $file"; else echo "DIFFERENT $file"; same=1; fi
 done
-kernels=$([ "$TF_ENABLE_ONEDNN_OPTS" = 0 ] && echo Eigen || echo oneDNN)
 [ $same -eq 0 ] && echo "$1 and $2 make the same stages ($kernels kernels)" || echo "$1 and $2 make different stages ($kernels kernels)"
 exit $same

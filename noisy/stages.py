@@ -128,14 +128,31 @@ def check_stage(stage_dir, name, wanted, retrain, env=None):
                       + "; nothing to do (--retrain=True makes it again)")
                 raise SystemExit(0)
             beside = (f" (and its {STAGING}/ holds checkpoints made otherwise than asked too: "
-                      f"{'; '.join(resume_differ)}; rerun with those settings to resume them)") if resume_differ else ""
+                      f"{'; '.join(resume_differ)}; rerun with those settings{_how_to_resume(made_with, env)} to "
+                      "resume them)") if resume_differ else ""
             raise UserError(f"{stage_dir} holds a {name} made with other settings or inputs: "
                             f"{'; '.join(differ)}{beside}; pass --retrain=True to replace it, or use another --run_dir")
     if resume_differ:  # checkpoints of another run (an interrupted retrain, say), and nothing finished asked for
         raise UserError(f"cannot resume {stage_dir}: its checkpoints were made with other settings or inputs: "
-                        f"{'; '.join(resume_differ)}; rerun with those settings to resume, or pass --retrain=True "
-                        "to start afresh")
+                        f"{'; '.join(resume_differ)}; rerun with those settings{_how_to_resume(made_with, env)} to "
+                        "resume, or pass --retrain=True to start afresh")
     return False
+
+
+def _how_to_resume(made_with, env):
+    """How to give a resume the environment its checkpoints were made in, where the shell
+    sets it: the backend and TensorFlow's CPU kernels."""
+    then = (made_with or {}).get("environment") or {}
+    if not env or not then:
+        return ""
+    hints = []
+    if then.get("backend") != env.get("backend"):
+        hints.append(f"KERAS_BACKEND={then.get('backend')}")
+    if then.get("backend") == env.get("backend") == "tensorflow" and then.get("cpu_kernels") != env.get("cpu_kernels"):
+        hints.append({"onednn": "TF_ENABLE_ONEDNN_OPTS=1 (oneDNN's CPU kernels)",
+                      "eigen": "TF_ENABLE_ONEDNN_OPTS=0 (Eigen's CPU kernels)"}.get(
+            then.get("cpu_kernels"), "the CPU kernels it was made with (not recorded: code before 8bdf3ec)"))
+    return f" ({', '.join(hints)})" if hints else ""
 
 
 def begin_stage(stage_dir, name, wanted, retrain, env=None):
@@ -187,8 +204,9 @@ def finish_stage(stage_dir, config, wanted, model=None, model_file="model.keras"
     for name in files + ([model_file] if model is not None else []):
         os.replace(staged_path(stage_dir, name), os.path.join(stage_dir, name))
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}"
-    save_json(os.path.join(stage_dir, "config.json"),
-              dict(config, **extra, identity=wanted, run_id=run_id, complete=True, sources=source_hashes()))
+    save_json(os.path.join(stage_dir, "config.json"),  # environment: what made it, for the record (not checked)
+              dict(config, **extra, identity=wanted, run_id=run_id, complete=True, sources=source_hashes(),
+                   environment=environment()))
     for other in set(MODEL_FILES) - {model_file} if model is not None else ():  # a former stage's, now unnamed
         if os.path.isfile(os.path.join(stage_dir, other)):
             os.remove(os.path.join(stage_dir, other))

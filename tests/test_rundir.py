@@ -155,15 +155,23 @@ def test_a_resume_under_another_backend_is_refused_and_other_code_is_named(finis
     error = one_line_error(run_script("train_teacher.py", *args, check=False))
     assert f"cannot resume {teacher}: its checkpoints were made with other settings or inputs: " in error
     assert 'environment.backend "jax" (now "' in error and 'environment.keras "3.0.0" (now "' in error
+    assert "rerun with those settings (KERAS_BACKEND=jax) to resume" in error
     # The same backend and versions, TensorFlow's other CPU kernels (TF_ENABLE_ONEDNN_OPTS).
     from noisy.stages import environment
     now = environment()
+    assert config["environment"] == now  # what made the finished stage, recorded beside its identity
     if "cpu_kernels" in now:
         other = {"onednn": "eigen", "eigen": "onednn"}[now["cpu_kernels"]]
         json.dump(dict(config["identity"], environment=dict(now, cpu_kernels=other)),
                   open(os.path.join(teacher, "resume", "identity.json"), "w"))
         error = one_line_error(run_script("train_teacher.py", *args, check=False))
         assert f'environment.cpu_kernels "{other}" (now "{now["cpu_kernels"]}")' in error
+        assert f"(TF_ENABLE_ONEDNN_OPTS={dict(onednn=1, eigen=0)[other]} (" in error
+        # Checkpoints of code that did not record the kernels: not resumed, and said why.
+        json.dump(dict(config["identity"], environment={k: v for k, v in now.items() if k != "cpu_kernels"}),
+                  open(os.path.join(teacher, "resume", "identity.json"), "w"))
+        error = one_line_error(run_script("train_teacher.py", *args, check=False))
+        assert "environment.cpu_kernels null" in error and "not recorded: code before 8bdf3ec" in error
     # The finished teacher made by other code: still nothing to do, and said so.
     shutil.rmtree(os.path.join(teacher, "resume"))
     config["sources"]["noisy/training.py"] = "0" * 16
