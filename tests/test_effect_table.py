@@ -31,8 +31,8 @@ def finished_stages(run_dir, teacher="teacher-1", pseudo="pseudo-1", student="st
     """A run folder's records as its stages leave them (a split, then a teacher, its
     pseudo-labels and a student made from both, by run id), with no models in them."""
     from noisy.data import DATA_FILES
+    os.makedirs(os.path.join(run_dir, "data"), exist_ok=True)
     for name in DATA_FILES:
-        os.makedirs(os.path.join(run_dir, "data"), exist_ok=True)
         np.save(os.path.join(run_dir, "data", name), np.zeros(2, np.int64))
     write_json(os.path.join(run_dir, "data", "config.json"), {"complete": True})
     write_json(os.path.join(run_dir, "teacher", "config.json"), {"run_id": teacher, "complete": True,

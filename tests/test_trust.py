@@ -297,7 +297,7 @@ def test_ctrl_c_exits_130_naming_the_epoch_and_the_same_command_resumes(syntheti
             pass
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=600)  # generous: a starved machine (the suite at nice 19 beside a training) took over 120 s
+    _, err = process.communicate(timeout=600)  # generous: starved (at nice 19 beside a training) it took over 120 s
     saved = json.load(open(latest))["epoch"]
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == f"interrupted: rerun the same command to resume after epoch {saved}"
