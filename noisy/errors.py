@@ -14,7 +14,8 @@ class UserError(Exception):
 
 
 class interrupted:
-    """What a Ctrl-C says: the training loop sets `resume_epoch` after every epoch it saves;
+    """What a Ctrl-C says: the training loop sets `resume_epoch` (counted from 0, said counted
+    from 1 like Keras' progress lines) after every epoch it saves;
     a stage started with --retrain=True sets `retrain` (its rerun would start over)."""
     resume_epoch = None
     retrain = False
@@ -38,7 +39,7 @@ def _report(kind, error, traceback):
         if interrupted.retrain and epoch is not None:
             command = "the same command without --retrain=True"
         print(f"interrupted: rerun {command} to " + (
-            f"resume after epoch {epoch}" if epoch is not None else "start again (no epoch was finished)"),
+            f"resume after epoch {epoch + 1}" if epoch is not None else "start again (no epoch was finished)"),
             file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()

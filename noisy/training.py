@@ -223,7 +223,8 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
             raise UserError(f"cannot resume {stage_dir}: its last checkpoint has no weight average; "
                             "pass --retrain=True to start this stage over")
         interrupted.resume_epoch = initial_epoch - 1
-        print(f"resuming {stage_dir} after epoch {initial_epoch - 1} "
+        # Messages count epochs from 1, as Keras' "Epoch 3/36" lines do; files count from 0.
+        print(f"resuming {stage_dir} after epoch {initial_epoch} of {epochs} "
               f"(from {os.path.join(stage_dir, 'resume')})", flush=True)
     monitor = "val_accuracy" if validation is not None else None
     averaging = WeightAverage(average, restored) if average else None
@@ -249,7 +250,7 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
     kept = checkpoint.history[-1]["epoch"]
     if checkpoint.best is not None and checkpoint.best["epoch"] != kept:
         kept = checkpoint.best["epoch"]
-        print(f"keeping epoch {kept} ({monitor} {checkpoint.best[monitor]:.4f}), the best on the validation split",
+        print(f"keeping epoch {kept + 1} ({monitor} {checkpoint.best[monitor]:.4f}), the best on the validation split",
               flush=True)
         model = keras.models.load_model(os.path.join(stage_dir, "resume", f"epoch-{kept:04d}", "model.keras"))
     if average:  # the kept epoch's average, as validated

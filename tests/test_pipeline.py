@@ -3,6 +3,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -145,7 +146,9 @@ def test_killed_training_resumes_with_each_epoch_once(synthetic_npz, tmp_path):
     assert 2 <= len(done) < 12, "the kill should land mid-training"
     assert not os.path.exists(os.path.join(run, "teacher", "config.json"))
     out = run_script(*args[1:])
-    assert f"resuming {run}/teacher after epoch" in out.stdout
+    # Said counted from 1, like the Keras line that follows it.
+    assert f"resuming {run}/teacher after epoch {len(done)} of 12" in out.stdout
+    assert re.search(r"^Epoch (\d+)/12", out.stdout, re.M).group(1) == str(len(done) + 1)
     assert read_history(os.path.join(run, "teacher", "history.csv")) == list(range(12))
     assert open(os.path.join(run, "teacher", "history.csv")).readline() == header  # same columns, same order
     assert os.path.isfile(os.path.join(run, "teacher", "model.keras"))

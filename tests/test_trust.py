@@ -300,7 +300,7 @@ def test_ctrl_c_exits_130_naming_the_epoch_and_the_same_command_resumes(syntheti
     _, err = process.communicate(timeout=600)  # generous: starved (at nice 19 beside a training) it took over 120 s
     saved = json.load(open(latest))["epoch"]
     assert process.returncode == 130, err
-    assert err.strip().splitlines()[-1] == f"interrupted: rerun the same command to resume after epoch {saved}"
+    assert err.strip().splitlines()[-1] == f"interrupted: rerun the same command to resume after epoch {saved + 1}"  # Keras counts from 1
     lock(os.path.join(run, "teacher"))  # released on the way out
     unlock(os.path.join(run, "teacher", ".lock"))
     error = one_line_error(run_script("train_teacher.py", *args[:2], "--epochs=401", *args[3:], check=False))
