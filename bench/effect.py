@@ -44,7 +44,9 @@ rewritten after each, marked partial until every arm has every seed. Every stage
 runs every time and says "nothing to do" (seconds) for a stage it finished with these
 settings and inputs; a training stopped mid-way resumes from its last epoch, so a killed
 runner continues where it stopped; an evaluation already made with the runner's
-settings of the models there now is not made again. PHASES runs some phases only (a session
+settings of the models there now is not made again. The table counts only stages this
+runner ran or checked under the folder's record (bench/ledger.py): one made by hand since,
+or copied in, is left out until the runner runs it again. PHASES runs some phases only (a session
 too short for a whole seed, say: `--phases="(3,)"` makes arms 1 and 3 alone); phases 2
 and 4 are refused before anything runs unless phase 1's student is finished.
 """
@@ -55,6 +57,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import arms  # noqa: E402
 from bench.configs import CONFIGS, resolve  # noqa: E402
+from bench.ledger import vouch  # noqa: E402
 from bench.runner import (check_record, done, epochs_for, evaluate, link, recorded_seeds, require_train_args,  # noqa: E402
                           run, student_settings, write_record)
 from bench.table import collect, write_table  # noqa: E402
@@ -88,13 +91,17 @@ def phases(seed, cfg):
     noised = [f"--seed={seed}", "--noise=True"]
     unlabeled = [f"--unlabeled={os.path.abspath(UNLABELED)}"] if UNLABELED else []
 
+    def stage(script, run_dir, *args):  # made or found finished with these arguments: the ledger's
+        run(script, run_dir, *args)
+        vouch(OUT, run_dir, script)
+
     def pseudo_and_student(run_dir):
-        run("pseudo_label.py", run_dir, *cfg["pseudo"], *unlabeled)
+        stage("pseudo_label.py", run_dir, *cfg["pseudo"], *unlabeled)
         epochs = cfg["student_epochs"] or epochs_for(run_dir, cfg["student_images"], cfg["labeled_copies"])
-        run("train_student.py", run_dir, *student_settings(cfg), f"--epochs={epochs}", *noised)
+        stage("train_student.py", run_dir, *student_settings(cfg), f"--epochs={epochs}", *noised)
 
     def teacher_and_student(run_dir, noise):  # arms 2 + 4, or arms 1 + 3
-        run("train_teacher.py", run_dir, *data, *cfg["teacher"], *cfg["train"], f"--noise={noise}")
+        stage("train_teacher.py", run_dir, *data, *cfg["teacher"], *cfg["train"], f"--noise={noise}")
         pseudo_and_student(run_dir)
         evaluate(run_dir, *arms.EVALUATE_ARGS[os.path.basename(run_dir)])  # robustness: arms 2 and 4
 
@@ -102,7 +109,7 @@ def phases(seed, cfg):
         for name in ("data", "teacher", "pseudo"):
             link(c, name, os.path.join(b, name))
         epochs = read_json(os.path.join(b, "student", "config.json"), "rerun phase 1")["epochs"]
-        run("train_student.py", c, *student_settings(cfg), f"--seed={seed}", "--noise=False", f"--epochs={epochs}")
+        stage("train_student.py", c, *student_settings(cfg), f"--seed={seed}", "--noise=False", f"--epochs={epochs}")
         evaluate(c, *arms.EVALUATE_ARGS[os.path.basename(c)])
 
     def second_round():  # arm 6: student 4 becomes the teacher

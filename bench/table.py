@@ -11,31 +11,42 @@ import sys
 import numpy as np
 
 from bench.arms import ARMS, EVALUATE_ARGS, GAINS, ROUNDS, seed_dir
+from bench.ledger import vouched
 from bench.runner import evaluated
+from noisy.errors import UserError
 from noisy.files import save_json, save_text
+from noisy.rundir import RunDir
 
 
 def collect(out, seed):
     """Per-arm test accuracy (None for an arm not evaluated yet, or evaluated otherwise
-    than the runner does, or before its models were made again) and per-round
-    pseudo-label stats (rounds not labeled yet left out) of one seed."""
+    than the runner does, or before its models were made again, or resting on a stage
+    the runner has not run or checked under the folder's record: bench/ledger.py) and
+    per-round pseudo-label stats (rounds not labeled yet, or not so, left out) of one seed."""
     root = seed_dir(out, seed)  # only the runner's own scores of the models there now (bench/runner.py)
     result = {f: load(os.path.join(root, f)) for f in {arm.folder for arm in ARMS.values()}
               if evaluated(os.path.join(root, f), EVALUATE_ARGS[f])}
-    scores = {n: result.get(arm.folder, {}).get(arm.model) for n, arm in ARMS.items()}  # None: not evaluated
+    rests_on = {"teacher": ("teacher",), "student": ("teacher", "pseudo", "student")}
+    scores = {n: result.get(arm.folder, {}).get(arm.model) if vouched(out, os.path.join(root, arm.folder),
+                                                                      rests_on[arm.model]) else None
+              for n, arm in ARMS.items()}  # None: not evaluated
     accuracy = {arm: None if s is None else s["accuracy"] for arm, s in scores.items()}
     # calibration of every arm; robustness of arms 2 and 4 (the only ones scored under corruption)
     ece = {arm: None if s is None else s.get("ece") for arm, s in scores.items()}
     corrupted = {arm: None if s is None else unseen_corruption_mean(s) for arm, s in scores.items()}
     pseudo = {}
     for label, name in ROUNDS.items():
-        path = os.path.join(root, name, "pseudo", "summary.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                pseudo[label] = json.load(f)
-            if "accuracy_kept" in pseudo[label] and "accuracy_balanced" not in pseudo[label]:
-                # the split's own pool, labeled before pseudo_label.py recorded this: compute it here
-                pseudo[label]["accuracy_balanced"] = balanced_accuracy(os.path.join(root, name))
+        run_dir = os.path.join(root, name)
+        if not vouched(out, run_dir, ("teacher", "pseudo")):
+            continue
+        try:  # the labeling of the teacher there now, its summary as pseudo_label.py wrote it
+            run = RunDir(run_dir)
+            pseudo[label] = run.pseudo(run.teacher(), pool=False).json("summary.json")
+        except UserError:
+            continue
+        if "accuracy_kept" in pseudo[label] and "accuracy_balanced" not in pseudo[label]:
+            # the split's own pool, labeled before pseudo_label.py recorded this: compute it here
+            pseudo[label]["accuracy_balanced"] = balanced_accuracy(run_dir)
     return {"accuracy": accuracy, "ece": ece, "corrupted": corrupted, "pseudo": pseudo}
 
 
@@ -100,8 +111,9 @@ def write_table(out, config, results, seconds, command=None, settings=None, orig
                    f"Machine: {os.cpu_count()} CPU cores, {sys.platform}, Python {sys.version.split()[0]}."]
     lines = [f"# Noisy Student effect: config '{config}'", "", *heading, ""]
     if missing:
-        lines += [f"**Partial table**: no runner's score of the models there now (not finished yet, or a stage "
-                  f"made again since) for {', '.join(missing)}.", ""]
+        lines += ["**Partial table**: no runner's score of the models there now (not finished yet, a stage "
+                  "made again since, or one the runner has not run or checked under this folder's record: "
+                  f"rerun the runner, whose finished stages take seconds) for {', '.join(missing)}.", ""]
     lines += ["| arm | what | test accuracy % (mean ± std) | " + " | ".join(f"seed {s}" for s in seeds) + " |",
               "|---|---|---|" + "---|" * len(seeds)]
     for arm, (what, _, _) in ARMS.items():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bench.runner as runner
-from bench import arms, table
+from bench import arms, ledger, table
 from bench.configs import CONFIGS, resolve
 from conftest import run_script
 from noisy.errors import UserError
@@ -44,10 +44,21 @@ def finished_stages(run_dir, teacher="teacher-1", pseudo="pseudo-1", student="st
                                                                  "pseudo": {"run_id": pseudo}})
 
 
+def vouched_stages(run_dir, out=None):
+    """What the runner's ledger says after its scripts ran on run_dir (OUT/seed<N>/<arm>):
+    its three stages, as they are now, the runner's under the folder's record."""
+    out = out or os.path.dirname(os.path.dirname(run_dir))
+    if not os.path.isfile(os.path.join(out, "settings.json")):
+        write_json(os.path.join(out, "settings.json"), {"config": "cpu", "resolved": CONFIGS["cpu"], "seeds": [0]})
+    for script in ("train_teacher.py", "pseudo_label.py", "train_student.py"):
+        ledger.vouch(out, run_dir, script)
+
+
 def scored(run_dir, results):
     """results.json as the runner's evaluate.py leaves it: of the models there now (their
-    run ids), with the runner's settings for that folder."""
+    run ids), with the runner's settings for that folder, which the runner ran."""
     finished_stages(run_dir)
+    vouched_stages(run_dir)
     settings = runner.evaluation_settings(arms.EVALUATE_ARGS[os.path.basename(run_dir)])
     write_json(os.path.join(run_dir, "results.json"), dict(
         {stage: dict(results.get(stage, {}), run_id=f"{stage}-1") for stage in ("teacher", "student")},
@@ -81,6 +92,8 @@ def test_collect_reads_the_arms_and_rounds_that_have_finished(out):
 
 def test_collect_leaves_out_balanced_accuracy_for_an_outside_pool(out):
     a, b, c, d = arm_dirs(out, 0)  # an --unlabeled folder: no hidden labels, so no accuracy_kept
+    finished_stages(b)
+    vouched_stages(b)
     write_json(os.path.join(b, "pseudo", "summary.json"), {"kept": 900, "balanced": 800})
     assert "accuracy_balanced" not in table.collect(str(out), 0)["pseudo"]["round 1, teacher 2"]
 
@@ -354,3 +367,50 @@ def test_tables_of_separate_seeds_merge_into_the_table_of_all_of_them(out):
         error = run_script("bench/merge_tables.py", f"--out={out / 'refused'}", f"--tables={tables}", check=False)
         assert error.returncode == 2 and error.stderr.startswith("error: ") and message in error.stderr
         assert not (out / "refused").exists()
+
+
+def test_the_table_counts_only_stages_the_runner_ran_under_the_folder_s_record(out):
+    """A fresh-eyes tester (#24): a student trained again by hand with other settings and
+    scored with the runner's evaluate.py settings, a seed folder copied in, a record edited:
+    none of them is the runner's table."""
+    import shutil
+    a, b, c, d = arm_dirs(out, 0)
+    scored(a, {"teacher": {"accuracy": 0.61}, "student": {"accuracy": 0.66}})
+    scored(b, {"teacher": {"accuracy": 0.64}, "student": {"accuracy": 0.69}})
+    assert table.collect(str(out), 0)["accuracy"] == {1: 0.61, 2: 0.64, 3: 0.66, 4: 0.69, 5: None, 6: None}
+    # arm 3 made again by hand (a new run id) and scored as the runner scores: not the runner's
+    finished_stages(a, student="student-2")
+    results = json.load(open(os.path.join(a, "results.json")))
+    results["student"] = {"accuracy": 1.0, "run_id": "student-2"}
+    write_json(os.path.join(a, "results.json"), results)
+    assert runner.evaluated(a, arms.EVALUATE_ARGS[os.path.basename(a)])  # its evaluation alone would pass
+    assert table.collect(str(out), 0)["accuracy"] == {1: 0.61, 2: 0.64, 3: None, 4: 0.69, 5: None, 6: None}
+    ledger.vouch(str(out), a, "train_student.py")  # the runner's train_student.py ran and found it its own
+    assert table.collect(str(out), 0)["accuracy"][3] == 1.0
+    # a seed folder copied in: its stages are not where the runner ran them
+    shutil.copytree(arms.seed_dir(str(out), 0), arms.seed_dir(str(out), 1), symlinks=True)
+    assert table.collect(str(out), 1)["accuracy"] == {arm: None for arm in arms.ARMS}
+    # the record edited (another configuration): nothing in the folder was made under it
+    settings = json.load(open(out / "settings.json"))
+    write_json(str(out / "settings.json"), dict(settings, config="full", resolved=CONFIGS["full"]))
+    assert table.collect(str(out), 0)["accuracy"] == {arm: None for arm in arms.ARMS}
+    write_json(str(out / "settings.json"), dict(settings, seeds=[0, 1, 2]))  # more seeds: the same record
+    assert table.collect(str(out), 0)["accuracy"][4] == 0.69
+
+
+def test_a_round_s_pseudo_labels_are_counted_as_their_stage_wrote_them(out):
+    from noisy.verify import file_sha256
+    b = arms.folder(str(out), 0, 2)
+    finished_stages(b)
+    summary = os.path.join(b, "pseudo", "summary.json")
+    write_json(summary, {"kept": 900, "balanced": 800})
+    config = json.load(open(os.path.join(b, "pseudo", "config.json")))
+    write_json(os.path.join(b, "pseudo", "config.json"), dict(config, files_sha256={"summary.json": file_sha256(summary)}))
+    assert "round 1, teacher 2" not in table.collect(str(out), 0)["pseudo"]  # not the runner's yet
+    vouched_stages(b)
+    assert table.collect(str(out), 0)["pseudo"]["round 1, teacher 2"]["kept"] == 900
+    write_json(summary, {"kept": 9999, "balanced": 800})  # edited since pseudo_label.py wrote it
+    assert "round 1, teacher 2" not in table.collect(str(out), 0)["pseudo"]
+    write_json(summary, {"kept": 900, "balanced": 800})
+    write_json(os.path.join(b, "pseudo", "config.json"), {"stage": "pseudo", "complete": False})  # killed finishing
+    assert table.collect(str(out), 0)["pseudo"] == {}
