@@ -61,7 +61,7 @@ from bench.ledger import vouch  # noqa: E402
 from bench.runner import (check_record, done, epochs_for, evaluate, link, recorded_seeds, require_train_args,  # noqa: E402
                           run, student_settings, write_record)
 from bench.table import collect, write_table  # noqa: E402
-from noisy.data import require_source, source_fingerprint  # noqa: E402
+from noisy.data import require_source, source_sha256  # noqa: E402
 from noisy.errors import install_error_hook, require  # noqa: E402
 from noisy.files import read_json  # noqa: E402
 from noisy.settings import configure  # noqa: E402
@@ -125,13 +125,13 @@ def phases(seed, cfg):
 def record():
     """What this folder's table is of: the configuration (resolved), its sources (absolute
     paths, so that the same folder named from elsewhere is the same, and what their files
-    look like: arms made in later phases must not read a folder changed in between) and
+    hold: arms made in later phases must not read a folder changed in between) and
     the seeds."""
     data = DATA if DATA == "cifar10" else os.path.abspath(DATA)
     unlabeled = UNLABELED and os.path.abspath(UNLABELED)
     return {"config": CONFIG, "resolved": CONFIGS[CONFIG], "data": data, "unlabeled": unlabeled,
-            "data_files": None if data == "cifar10" else source_fingerprint(data),  # the download is fixed
-            "unlabeled_files": source_fingerprint(unlabeled) if unlabeled else None, "seeds": list(SEEDS)}
+            "data_sha256": None if data == "cifar10" else source_sha256(data),  # the download is fixed
+            "unlabeled_sha256": source_sha256(unlabeled) if unlabeled else None, "seeds": list(SEEDS)}
 
 
 if __name__ == "__main__":

@@ -178,31 +178,60 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
     return config, folder
 
 
-def source_fingerprint(source):
-    """What `source` looks like on disk: sha256 (16 hex digits) of the path, size and
-    modification time of its file, or of every file below its folder ('cifar10': Keras'
-    cached copy); None where nothing is there yet. A source changed in place after its
-    split was cached is read again, so the split's identity follows its content."""
+def source_files(source):
+    """Every file of `source` (its file, or every file below its folder, links followed;
+    'cifar10': Keras' cached copy), sorted, as (root, paths); None where nothing is there."""
     if source == "cifar10":
         home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
         source = os.path.join(home, "datasets", "cifar-10-batches-py")
     if os.path.isfile(source):
-        paths = [source]
-    elif os.path.isdir(source):
-        paths, seen = [], set()
-        for root, dirs, names in os.walk(source, followlinks=True):  # class folders linked in are read, so looked at
-            real = os.path.realpath(root)
-            if real in seen:  # a link back up (a loop), or a folder linked in twice
-                dirs[:] = []
-                continue
-            seen.add(real)
-            paths += [os.path.join(root, name) for name in names]
-        paths.sort()
-    else:
+        return source, [source]
+    if not os.path.isdir(source):
         return None
+    paths, seen = [], set()
+    for root, dirs, names in os.walk(source, followlinks=True):  # class folders linked in are read, so looked at
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up (a loop), or a folder linked in twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        paths += [os.path.join(root, name) for name in names]
+    return source, sorted(paths)
+
+
+def source_fingerprint(source):
+    """What `source` looks like on disk: sha256 (16 hex digits) of the path, size and
+    modification time of each of its files (`source_files`); None where nothing is there
+    yet. A source changed in place after its split was cached is read again, so the
+    split's identity follows its content."""
+    found = source_files(source)
+    if found is None:
+        return None
+    source, paths = found
     stats = [(os.path.relpath(p, source) if p != source else p, stat.st_size, stat.st_mtime_ns)
              for p, stat in ((p, file_stat(p)) for p in paths)]
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+
+
+def source_sha256(source):
+    """What `source` holds: sha256 (16 hex digits) of the relative path and the content of
+    each of its files; None where nothing is there. Unlike `source_fingerprint` a file
+    only touched keeps it (it reads every byte: seconds for CIFAR-10's 60,000 JPEG files)."""
+    found = source_files(source)
+    if found is None:
+        return None
+    source, paths = found
+
+    def content(path):  # a link to nothing (skipped by the readers, as file_stat says): where it leads
+        try:
+            return file_sha256(path)
+        except OSError:
+            if not os.path.islink(path):
+                raise
+            return f"link to {os.readlink(path)}"
+
+    contents = [(os.path.relpath(p, source) if p != source else os.path.basename(p), content(p)) for p in paths]
+    return hashlib.sha256(json.dumps(contents).encode()).hexdigest()[:16]
 
 
 def commit_split(folder, data_dir):

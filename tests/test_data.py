@@ -217,11 +217,30 @@ def test_the_fingerprint_of_a_data_folder_sees_into_class_folders_linked_in(tmp_
     assert source_fingerprint(str(tmp_path / "src")) != before
 
 
+def test_the_content_hash_of_a_source_follows_its_bytes_not_its_file_times(tmp_path):
+    """What bench/effect.py records of its data: a file touched keeps it, a file changed,
+    added or renamed does not."""
+    from noisy.data import source_sha256
+    root, _ = write_class_folders(tmp_path / "data", 8)
+    before = source_sha256(str(root))
+    first = sorted((root / "train" / "class0").iterdir())[0]
+    os.utime(first, (1, 1))
+    assert source_sha256(str(root)) == before
+    data = first.read_bytes()
+    first.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert source_sha256(str(root)) != before
+    first.write_bytes(data)
+    assert source_sha256(str(root)) == before
+    first.rename(first.with_name("renamed" + first.suffix))
+    assert source_sha256(str(root)) != before
+    assert source_sha256(str(tmp_path / "none")) is None
+
+
 def test_a_link_to_nothing_in_a_source_is_skipped_as_unreadable_not_a_crash(tmp_path):
     """A dangling link among the images is skipped with the warning of any unreadable file,
     and the identities of the source and of an unlabeled folder are still defined; they
     change once the link leads to a file (a fresh-eyes tester, #24: 'No such file')."""
-    from noisy.data import source_fingerprint
+    from noisy.data import source_fingerprint, source_sha256
     from noisy.images import folder_identity
     root, images = write_class_folders(tmp_path / "data", 12)
     os.symlink(tmp_path / "gone.png", root / "train" / "class0" / "zzz.png")
@@ -230,9 +249,10 @@ def test_a_link_to_nothing_in_a_source_is_skipped_as_unreadable_not_a_crash(tmp_
         x_train, *_ = load_source(str(root))
     assert x_train.shape[0] == 12 and any("zzz.png" in str(w.message) for w in caught)
     link = str(root / "train" / "class0" / "zzz.png")
-    before, identity = source_fingerprint(str(root)), folder_identity([link], 32)
+    before, identity, content = source_fingerprint(str(root)), folder_identity([link], 32), source_sha256(str(root))
     Image.fromarray(images[0]).save(tmp_path / "gone.png")
     assert source_fingerprint(str(root)) != before and folder_identity([link], 32) != identity
+    assert source_sha256(str(root)) != content
     os.symlink("self.png", root / "train" / "class1" / "self.png")  # a link to itself
     os.symlink("..", root / "train" / "class1" / "up")  # a folder loop
     assert source_fingerprint(str(root)) and folder_identity([str(root / "train" / "class1" / "self.png")], 32)

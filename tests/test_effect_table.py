@@ -276,8 +276,8 @@ def test_the_same_data_named_by_a_relative_path_is_recorded_as_its_absolute_path
     for split in ("train", "test"):
         (out / "d" / split).mkdir(parents=True)
     write_json(str(out / "effect" / "settings.json"), {"config": "smoke", "resolved": CONFIGS["smoke"],
-                                                       "data": "/elsewhere", "unlabeled": "", "data_files": None,
-                                                       "unlabeled_files": None, "seeds": [0]})
+                                                       "data": "/elsewhere", "unlabeled": "", "data_sha256": None,
+                                                       "unlabeled_sha256": None, "seeds": [0]})
     from conftest import REPO
     error = run_script("bench/effect.py", "--config=smoke", f"--out={out / 'effect'}", "--seeds=(0,)",
                        f"--data={os.path.relpath(out / 'd', REPO)}", check=False)
@@ -286,26 +286,31 @@ def test_the_same_data_named_by_a_relative_path_is_recorded_as_its_absolute_path
 
 def test_a_data_folder_changed_between_invocations_is_refused(out):
     """Arms of later phases would read the changed folder, the earlier ones the old split
-    (a fresh-eyes tester, #24): the record keeps what the folder's files look like."""
-    from noisy.data import source_fingerprint
+    (a fresh-eyes tester, #24): the record keeps what the folder's files hold, so a file
+    only touched (its bytes the same) leaves the folder usable (a second tester)."""
+    from noisy.data import source_sha256
     for split in ("train", "test"):
         (out / "d" / split).mkdir(parents=True)
     (out / "d" / "train" / "a.png").write_bytes(b"0")
     write_json(str(out / "effect" / "settings.json"), {
         "config": "smoke", "resolved": CONFIGS["smoke"], "data": str(out / "d"), "unlabeled": "",
-        "data_files": source_fingerprint(str(out / "d")), "unlabeled_files": None, "seeds": [0]})
+        "data_sha256": source_sha256(str(out / "d")), "unlabeled_sha256": None, "seeds": [0]})
+    args = ["bench/effect.py", "--config=smoke", f"--out={out / 'effect'}", "--seeds=(0,)", f"--data={out / 'd'}",
+            "--phases=(2,)"]
+    os.utime(out / "d" / "train" / "a.png", (1, 1))  # touched: the same bytes
+    error = run_script(*args, check=False)
+    assert error.returncode == 2 and "phases 2 and 4 build on phase 1" in error.stderr, error.stderr  # past the record
     (out / "d" / "train" / "b.png").write_bytes(b"1")
-    error = run_script("bench/effect.py", "--config=smoke", f"--out={out / 'effect'}", "--seeds=(0,)",
-                       f"--data={out / 'd'}", "--phases=(2,)", check=False)
-    assert error.returncode == 2 and "holds runs made with other settings: data_files" in error.stderr, error.stderr
+    error = run_script(*args, check=False)
+    assert error.returncode == 2 and "holds runs made with other settings: data_sha256" in error.stderr, error.stderr
 
 
 def test_a_folder_recorded_by_earlier_code_names_the_code_to_finish_it_with(out):
     record = {"config": "cpu", "resolved": CONFIGS["cpu"], "data": "/d", "unlabeled": "", "seeds": [0]}
-    write_json(str(out / "settings.json"), record)  # before the record kept data_files
-    with pytest.raises(UserError, match=r"recorded by an earlier bench/effect.py \(its record has no data_files\): "
+    write_json(str(out / "settings.json"), dict(record, data_files="abc"))  # before the record kept data_sha256
+    with pytest.raises(UserError, match=r"recorded by an earlier bench/effect.py \(its record has no data_sha256\): "
                                         r"finish it with the code that started it"):
-        runner.check_record(str(out), dict(record, data_files="abc"))
+        runner.check_record(str(out), dict(record, data_sha256="abc"))
 
 
 def test_best_val_reads_the_finished_stage_not_an_abandoned_retrain(out):
