@@ -57,7 +57,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import arms  # noqa: E402
 from bench.configs import CONFIGS, resolve  # noqa: E402
-from bench.ledger import vouch  # noqa: E402
+from bench.ledger import LEDGER, vouch  # noqa: E402
 from bench.runner import (check_record, done, epochs_for, evaluate, link, recorded_seeds, require_train_args,  # noqa: E402
                           run, student_settings, write_record)
 from bench.table import collect, write_table  # noqa: E402
@@ -103,20 +103,20 @@ def phases(seed, cfg):
     def teacher_and_student(run_dir, noise):  # arms 2 + 4, or arms 1 + 3
         stage("train_teacher.py", run_dir, *data, *cfg["teacher"], *cfg["train"], f"--noise={noise}")
         pseudo_and_student(run_dir)
-        evaluate(run_dir, *arms.EVALUATE_ARGS[os.path.basename(run_dir)])  # robustness: arms 2 and 4
+        evaluate(OUT, run_dir, *arms.EVALUATE_ARGS[os.path.basename(run_dir)])  # robustness: arms 2 and 4
 
     def plain_student():  # arm 5 shares teacher 2 and its labels
         for name in ("data", "teacher", "pseudo"):
             link(c, name, os.path.join(b, name))
         epochs = read_json(os.path.join(b, "student", "config.json"), "rerun phase 1")["epochs"]
         stage("train_student.py", c, *student_settings(cfg), f"--seed={seed}", "--noise=False", f"--epochs={epochs}")
-        evaluate(c, *arms.EVALUATE_ARGS[os.path.basename(c)])
+        evaluate(OUT, c, *arms.EVALUATE_ARGS[os.path.basename(c)])
 
     def second_round():  # arm 6: student 4 becomes the teacher
         link(d, "data", os.path.join(b, "data"))
         link(d, "teacher", os.path.join(b, "student"))
         pseudo_and_student(d)
-        evaluate(d, *arms.EVALUATE_ARGS[os.path.basename(d)])
+        evaluate(OUT, d, *arms.EVALUATE_ARGS[os.path.basename(d)])
 
     return [lambda: teacher_and_student(b, True), plain_student, lambda: teacher_and_student(a, False),
             second_round]
@@ -134,11 +134,31 @@ def record():
             "unlabeled_sha256": source_sha256(unlabeled) if unlabeled else None, "seeds": list(SEEDS)}
 
 
+def read_held_record(out):
+    """out/settings.json, for a table of what the folder holds: a record of this code's
+    runner (its configuration, seeds and ledger), of data whose files hold what they held."""
+    path = os.path.join(out, "settings.json")
+    held = read_json(path, f"is {out} a folder bench/effect.py ran in?")
+    require(isinstance(held, dict) and held.get("config") in CONFIGS and isinstance(held.get("seeds"), list)
+            and all(type(s) is int for s in held["seeds"]),
+            f"{path} is not a record of bench/effect.py (a configuration and a list of seeds); use another --out")
+    require("data_sha256" in held and os.path.isfile(os.path.join(out, LEDGER)),
+            f"{out} was recorded by an earlier bench/effect.py, or no stage of it has finished (it has no "
+            f"{'data_sha256' if 'data_sha256' not in held else LEDGER}): its table is the one that code writes "
+            "(its effect.py is beside the table)")
+    for name in ("data", "unlabeled"):
+        if held.get(f"{name}_sha256"):
+            require(source_sha256(held[name]) == held[f"{name}_sha256"],
+                    f"--{name}={held[name]} changed since {out}'s runs were made (the bytes of its files differ "
+                    "from the record's): the folder's scores are not of the data there now")
+    return held
+
+
 if __name__ == "__main__":
     install_error_hook()
     configure(globals())
     if TABLE_ONLY:  # of the folder's own record (its configuration and seeds), whatever the command line says
-        held = read_json(os.path.join(OUT, "settings.json"), f"is {OUT} a folder bench/effect.py ran in?")
+        held = read_held_record(OUT)
         write_table(OUT, held["config"], {seed: collect(OUT, seed) for seed in held["seeds"]}, None,
                     settings=held.get("resolved"))
         raise SystemExit(0)

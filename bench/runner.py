@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from bench.ledger import vouch_results, vouched_results
 from bench.scripts import REPO, run_script
 from noisy.errors import UserError, require
 from noisy.files import read_json, save_json
@@ -41,11 +42,17 @@ def run(script, run_dir, *args):
 
 
 def link(run_dir, name, target):
-    """run_dir/name -> target (a stage folder shared with another arm)."""
+    """run_dir/name -> target (a stage folder shared with another arm); refused where
+    run_dir/name is anything else (a folder of its own, as a copy with links followed
+    leaves it, or a link elsewhere)."""
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, name)
-    if not os.path.islink(path):
+    if not os.path.islink(path) and not os.path.exists(path):
         os.symlink(os.path.relpath(target, run_dir), path)
+    require(os.path.islink(path) and os.path.realpath(path) == os.path.realpath(target),
+            f"{path} should be a link to {target} (the runner shares that stage), but is "
+            f"{'a link to ' + os.path.realpath(path) if os.path.islink(path) else 'a folder of its own'}; "
+            f"delete {path} and rerun: the runner links it again")
 
 
 def done(run_dir, stage):
@@ -90,13 +97,15 @@ def evaluated(run_dir, args):
     return scored == evaluation_settings(args)
 
 
-def evaluate(run_dir, *args):
-    """evaluate.py on run_dir, unless `evaluated` (a resumed runner would otherwise score
-    every finished arm again, minutes each on a CPU)."""
-    if evaluated(run_dir, args):
+def evaluate(out, run_dir, *args):
+    """evaluate.py on run_dir, unless `evaluated` and its results.json is, byte for byte,
+    the one the runner's evaluate.py wrote (bench/ledger.py; a resumed runner would
+    otherwise score every finished arm again, minutes each on a CPU)."""
+    if evaluated(run_dir, args) and vouched_results(out, run_dir):
         print(f"  evaluate.py {run_dir}: already done for these models and settings, skipped", flush=True)
         return
     run("evaluate.py", run_dir, *args)
+    vouch_results(out, run_dir)
 
 
 def epochs_for(run_dir, images, labeled_copies):

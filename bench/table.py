@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from bench.arms import ARMS, EVALUATE_ARGS, GAINS, ROUNDS, seed_dir
-from bench.ledger import vouched
+from bench.ledger import vouched, vouched_results
 from bench.runner import evaluated
 from noisy.errors import UserError
 from noisy.files import save_json, save_text
@@ -25,7 +25,7 @@ def collect(out, seed):
     per-round pseudo-label stats (rounds not labeled yet, or not so, left out) of one seed."""
     root = seed_dir(out, seed)  # only the runner's own scores of the models there now (bench/runner.py)
     result = {f: load(os.path.join(root, f)) for f in {arm.folder for arm in ARMS.values()}
-              if evaluated(os.path.join(root, f), EVALUATE_ARGS[f])}
+              if evaluated(os.path.join(root, f), EVALUATE_ARGS[f]) and vouched_results(out, os.path.join(root, f))}
     rests_on = {"teacher": ("teacher",), "student": ("teacher", "pseudo", "student")}
     scores = {n: result.get(arm.folder, {}).get(arm.model) if vouched(out, os.path.join(root, arm.folder),
                                                                       rests_on[arm.model]) else None

@@ -3,6 +3,7 @@ and unfinished arms, and the record that keeps a run folder's table the table of
 says."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -48,10 +49,17 @@ def vouched_stages(run_dir, out=None):
     """What the runner's ledger says after its scripts ran on run_dir (OUT/seed<N>/<arm>):
     its three stages, as they are now, the runner's under the folder's record."""
     out = out or os.path.dirname(os.path.dirname(run_dir))
-    if not os.path.isfile(os.path.join(out, "settings.json")):
-        write_json(os.path.join(out, "settings.json"), {"config": "cpu", "resolved": CONFIGS["cpu"], "seeds": [0]})
+    write_settings(out)
     for script in ("train_teacher.py", "pseudo_label.py", "train_student.py"):
         ledger.vouch(out, run_dir, script)
+
+
+def write_settings(out, **record):
+    """out/settings.json as the runner writes it (unless there is one)."""
+    if not os.path.isfile(os.path.join(out, "settings.json")):
+        write_json(os.path.join(out, "settings.json"), dict({
+            "config": "cpu", "resolved": CONFIGS["cpu"], "data": "cifar10", "unlabeled": "", "data_sha256": None,
+            "unlabeled_sha256": None, "seeds": [0]}, **record))
 
 
 def scored(run_dir, results):
@@ -63,6 +71,7 @@ def scored(run_dir, results):
     write_json(os.path.join(run_dir, "results.json"), dict(
         {stage: dict(results.get(stage, {}), run_id=f"{stage}-1") for stage in ("teacher", "student")},
         settings=settings))
+    ledger.vouch_results(os.path.dirname(os.path.dirname(run_dir)), run_dir)  # the runner's evaluate.py wrote it
 
 
 def write_json(path, value):
@@ -139,47 +148,58 @@ def test_train_args_go_last_to_both_training_scripts_and_leave_the_configuration
     assert runner.student_settings(cfg)[:len(cfg["train"])] == cfg["train"]
 
 
-def test_evaluate_runs_again_unless_results_name_the_current_models_and_settings(out, monkeypatch):
+def test_evaluate_runs_again_unless_results_are_the_runner_s_of_the_current_models_and_settings(out, monkeypatch):
     calls = []
-    monkeypatch.setattr(runner, "run", lambda script, run_dir, *args: calls.append(args))
-    run_dir = str(out / "arm")
+    run_dir = str(out / "seed0" / "arm")
     finished_stages(run_dir, "t1", "p1", "s1")
+    write_settings(out)
+    path = os.path.join(run_dir, "results.json")
 
-    def results(teacher, student, severities, **other):
-        write_json(os.path.join(run_dir, "results.json"), {
-            "teacher": {"run_id": teacher}, "student": {"run_id": student},
-            "settings": dict(runner.evaluation_settings([]), severities=severities, run_dir=run_dir, **other)})
+    def results(teacher, student, severities=(), **other):  # as evaluate.py writes it
+        write_json(path, {"teacher": {"run_id": teacher, "accuracy": 0.5}, "student": {"run_id": student},
+                          "settings": dict(runner.evaluation_settings([]), severities=list(severities),
+                                           run_dir=run_dir, **other)})
 
-    runner.evaluate(run_dir, "--severities=()")  # no results yet
-    results("t1", "s1", [])
-    runner.evaluate(run_dir, "--severities=()")  # done for these models and settings: skipped
+    def evaluate_py(script, folder, *args):  # the runner's evaluate.py: scores the models there now
+        calls.append(args)
+        ids = [json.load(open(os.path.join(folder, stage, "config.json")))["run_id"] for stage in ("teacher", "student")]
+        settings = runner.evaluation_settings(args)
+        results(*ids, **dict(settings, severities=settings["severities"]))
+
+    monkeypatch.setattr(runner, "run", evaluate_py)
+    runner.evaluate(str(out), run_dir, "--severities=()")  # no results yet
+    runner.evaluate(str(out), run_dir, "--severities=()")  # the runner's, of these models and settings: skipped
     assert calls == [("--severities=()",)]
-    runner.evaluate(run_dir)  # the default severities (1, 3, 5): other settings
-    runner.evaluate(run_dir, "--severities=(1, 3)")  # other settings
-    results("t1", "s0", [])
-    runner.evaluate(run_dir, "--severities=()")  # a student trained again since
-    results("t0", "s1", [])
-    runner.evaluate(run_dir, "--severities=()")  # a teacher trained again since
-    results("t1", None, [])
-    runner.evaluate(run_dir, "--severities=()")  # the teacher alone was scored
-    results("t1", "s1", [], corruption_images=20, ece_bins=2)  # a hand-run with other settings
-    runner.evaluate(run_dir, "--severities=()")
-    assert calls == [("--severities=()",), (), ("--severities=(1, 3)",), ("--severities=()",), ("--severities=()",),
-                     ("--severities=()",), ("--severities=()",)]
+    runner.evaluate(str(out), run_dir)  # the default severities (1, 3, 5): other settings
+    runner.evaluate(str(out), run_dir, "--severities=(1, 3)")  # other settings
+    runner.evaluate(str(out), run_dir, "--severities=()")
+    assert len(calls) == 4
+    finished_stages(run_dir, "t1", "p1", "s2")
+    runner.evaluate(str(out), run_dir, "--severities=()")  # a student trained again since
+    finished_stages(run_dir, "t2", "p2", "s3")
+    runner.evaluate(str(out), run_dir, "--severities=()")  # a teacher trained again since
+    assert len(calls) == 6
+    results("t2", "s3", (), corruption_images=20, ece_bins=2)  # a hand-run with other settings
+    runner.evaluate(str(out), run_dir, "--severities=()")
+    runner.evaluate(str(out), run_dir, "--severities=()")  # these models, these settings, the runner's: kept
+    assert len(calls) == 7
+    edited = json.load(open(path))
+    edited["teacher"]["accuracy"] = 0.999  # a score edited by hand: not the file the runner's evaluate.py wrote
+    write_json(path, edited)
+    runner.evaluate(str(out), run_dir, "--severities=()")
+    assert len(calls) == 8
     # The scores are of the models there now, as evaluate.py would take them: a folder
     # evaluate.py refuses is scored again (and refused there), never kept.
-    results("t1", "s1", [])
-    runner.evaluate(run_dir, "--severities=()")
-    assert len(calls) == 7  # these models, these settings: kept
-    write_json(os.path.join(run_dir, "pseudo", "config.json"), {"run_id": "p1", "complete": True, "stage": "pseudo",
+    write_json(os.path.join(run_dir, "pseudo", "config.json"), {"run_id": "p2", "complete": True, "stage": "pseudo",
                                                                 "teacher": {"run_id": "t0"}})
-    runner.evaluate(run_dir, "--severities=()")  # the pseudo-labels are another teacher's
-    finished_stages(run_dir, "t1", "p1", "s1")
+    runner.evaluate(str(out), run_dir, "--severities=()")  # the pseudo-labels are another teacher's
+    assert len(calls) == 9
+    finished_stages(run_dir, "t2", "p2", "s3")
     np.save(os.path.join(run_dir, "student", "model.npy"), np.zeros(1))
     student = json.load(open(os.path.join(run_dir, "student", "config.json")))
     write_json(os.path.join(run_dir, "student", "config.json"), dict(student, files_sha256={"model.npy": "0" * 64}))
-    runner.evaluate(run_dir, "--severities=()")  # the student's model is not the file its stage wrote
-    assert len(calls) == 9
+    runner.evaluate(str(out), run_dir, "--severities=()")  # the student's model is not the file its stage wrote
+    assert len(calls) == 10
 
 
 def test_calibration_and_robustness_of_arms_2_and_4_against_the_clean_gain(out):
@@ -224,7 +244,7 @@ def test_a_folder_made_with_other_settings_is_refused_before_its_record_is_writt
 
 
 def test_the_table_only_is_labelled_from_the_folder_s_own_record(out):
-    write_json(str(out / "settings.json"), {"config": "full", "resolved": CONFIGS["full"], "seeds": [0, 3]})
+    write_settings(str(out), config="full", resolved=CONFIGS["full"], seeds=[0, 3])
     scored(arms.folder(str(out), 0, 2), {"teacher": {"accuracy": 0.9}, "student": {"accuracy": 0.95}})
     run_script("bench/effect.py", "--config=cpu", f"--out={out}", "--table_only=True", "--seeds=(0, 1)")
     text = (out / "effect.md").read_text()
@@ -389,12 +409,23 @@ def test_the_table_counts_only_stages_the_runner_ran_under_the_folder_s_record(o
     results["student"] = {"accuracy": 1.0, "run_id": "student-2"}
     write_json(os.path.join(a, "results.json"), results)
     assert runner.evaluated(a, arms.EVALUATE_ARGS[os.path.basename(a)])  # its evaluation alone would pass
+    assert table.collect(str(out), 0)["accuracy"] == {1: None, 2: 0.64, 3: None, 4: 0.69, 5: None, 6: None}
+    ledger.vouch_results(str(out), a)  # as if the runner's evaluate.py had written it
     assert table.collect(str(out), 0)["accuracy"] == {1: 0.61, 2: 0.64, 3: None, 4: 0.69, 5: None, 6: None}
     ledger.vouch(str(out), a, "train_student.py")  # the runner's train_student.py ran and found it its own
     assert table.collect(str(out), 0)["accuracy"][3] == 1.0
-    # a seed folder copied in: its stages are not where the runner ran them
+    # arm 3's student replaced by a link to arm 4's: another folder than the one the runner ran
+    os.rename(os.path.join(a, "student"), os.path.join(a, "student-aside"))
+    os.symlink(os.path.join(b, "student"), os.path.join(a, "student"))
+    assert table.collect(str(out), 0)["accuracy"][3] is None
+    os.remove(os.path.join(a, "student"))
+    os.rename(os.path.join(a, "student-aside"), os.path.join(a, "student"))
+    assert table.collect(str(out), 0)["accuracy"][3] == 1.0
+    # a seed folder copied or linked in: its stages are not where the runner ran them
     shutil.copytree(arms.seed_dir(str(out), 0), arms.seed_dir(str(out), 1), symlinks=True)
     assert table.collect(str(out), 1)["accuracy"] == {arm: None for arm in arms.ARMS}
+    os.symlink("seed0", arms.seed_dir(str(out), 2))
+    assert table.collect(str(out), 2)["accuracy"] == {arm: None for arm in arms.ARMS}
     # the record edited (another configuration): nothing in the folder was made under it
     settings = json.load(open(out / "settings.json"))
     write_json(str(out / "settings.json"), dict(settings, config="full", resolved=CONFIGS["full"]))
@@ -419,3 +450,42 @@ def test_a_round_s_pseudo_labels_are_counted_as_their_stage_wrote_them(out):
     write_json(summary, {"kept": 900, "balanced": 800})
     write_json(os.path.join(b, "pseudo", "config.json"), {"stage": "pseudo", "complete": False})  # killed finishing
     assert table.collect(str(out), 0)["pseudo"] == {}
+
+
+def test_a_shared_stage_is_linked_or_refused_never_taken_as_it_is(out):
+    """A copy made with links followed leaves arm 5's teacher a folder of its own; a link
+    elsewhere is not the stage the runner shares (a fresh-eyes tester, #24)."""
+    target = out / "B" / "teacher"
+    target.mkdir(parents=True)
+    runner.link(str(out / "C"), "teacher", str(target))
+    runner.link(str(out / "C"), "teacher", str(target))  # again: already so
+    assert os.path.realpath(out / "C" / "teacher") == str(target.resolve())
+    (out / "D" / "teacher").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"D/teacher should be a link to .*B/teacher .* but is a folder of its own; "
+                                        r"delete .*D/teacher and rerun"):
+        runner.link(str(out / "D"), "teacher", str(target))
+    os.symlink(str(out / "elsewhere"), out / "E")
+    with pytest.raises(UserError, match=r"but is a link to .*elsewhere"):
+        runner.link(str(out), "E", str(target))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda out: os.remove(out / "ledger.json"), "recorded by an earlier bench/effect.py, or no stage of it has "
+                                                 "finished .*ledger.json"),
+    (lambda out: write_json(str(out / "ledger.json"), {"seed0/B-teacher-noised/teacher": 3}),
+     "is not a ledger of bench/effect.py; delete it"),
+    (lambda out: write_json(str(out / "settings.json"), {"config": "cpu", "seeds": "0"}),
+     "is not a record of bench/effect.py"),
+    (lambda out: (out / "d" / "a.png").write_bytes(b"1"), "--data=.*/d changed since"),
+])
+def test_a_table_only_of_a_folder_it_cannot_vouch_for_is_refused_in_one_line(out, change, message):
+    from noisy.data import source_sha256
+    (out / "d").mkdir()
+    (out / "d" / "a.png").write_bytes(b"0")
+    write_settings(str(out), data=str(out / "d"), data_sha256=source_sha256(str(out / "d")))
+    scored(arms.folder(str(out), 0, 2), {"teacher": {"accuracy": 0.9}, "student": {"accuracy": 0.95}})
+    run_script("bench/effect.py", f"--out={out}", "--table_only=True")
+    change(out)
+    error = run_script("bench/effect.py", f"--out={out}", "--table_only=True", check=False)
+    assert error.returncode == 2 and len(error.stderr.strip().splitlines()) == 1, error.stderr
+    assert re.search(message, error.stderr), error.stderr
