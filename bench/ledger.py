@@ -19,12 +19,14 @@ import os
 
 from noisy.errors import UserError, require
 from noisy.files import read_json, save_json
+from noisy.rundir import SCRIPTS
 from noisy.verify import file_sha256
 
 LEDGER = "ledger.json"
-# The stages a script made or checked as its inputs, once it has exited 0.
-CHECKED_BY = {"train_teacher.py": ("teacher",), "pseudo_label.py": ("teacher", "pseudo"),
-              "train_student.py": ("teacher", "pseudo", "student")}
+# The stages a stage rests on (itself and the inputs its script checks): what its script
+# made or checked once it has exited 0, and what a model of that stage needs in the ledger.
+RESTS_ON = {"teacher": ("teacher",), "pseudo": ("teacher", "pseudo"), "student": ("teacher", "pseudo", "student")}
+CHECKED_BY = {SCRIPTS[stage]: stages for stage, stages in RESTS_ON.items()}
 RESULTS = "results.json"
 
 
@@ -94,7 +96,7 @@ def vouch(out, run_dir, script):
     _vouch(out, [os.path.join(run_dir, stage) for stage in CHECKED_BY[script]])
 
 
-def vouched(out, run_dir, stages=("teacher", "pseudo", "student")):
+def vouched(out, run_dir, stages=RESTS_ON["student"]):
     """Whether each of run_dir's `stages` is, as it is now, one the runner ran or checked
     under the folder's present record."""
     return _vouched(out, [os.path.join(run_dir, stage) for stage in stages])

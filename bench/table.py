@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from bench.arms import ARMS, EVALUATE_ARGS, GAINS, ROUNDS, seed_dir
-from bench.ledger import vouched, vouched_results
+from bench.ledger import RESTS_ON, vouched, vouched_results
 from bench.runner import evaluated
 from noisy.errors import UserError
 from noisy.files import save_json, save_text
@@ -26,9 +26,8 @@ def collect(out, seed):
     root = seed_dir(out, seed)  # only the runner's own scores of the models there now (bench/runner.py)
     result = {f: load(os.path.join(root, f)) for f in {arm.folder for arm in ARMS.values()}
               if evaluated(os.path.join(root, f), EVALUATE_ARGS[f]) and vouched_results(out, os.path.join(root, f))}
-    rests_on = {"teacher": ("teacher",), "student": ("teacher", "pseudo", "student")}
     scores = {n: result.get(arm.folder, {}).get(arm.model) if vouched(out, os.path.join(root, arm.folder),
-                                                                      rests_on[arm.model]) else None
+                                                                      RESTS_ON[arm.model]) else None
               for n, arm in ARMS.items()}  # None: not evaluated
     accuracy = {arm: None if s is None else s["accuracy"] for arm, s in scores.items()}
     # calibration of every arm; robustness of arms 2 and 4 (the only ones scored under corruption)
@@ -37,7 +36,7 @@ def collect(out, seed):
     pseudo = {}
     for label, name in ROUNDS.items():
         run_dir = os.path.join(root, name)
-        if not vouched(out, run_dir, ("teacher", "pseudo")):
+        if not vouched(out, run_dir, RESTS_ON["pseudo"]):
             continue
         try:  # the labeling of the teacher there now, its summary as pseudo_label.py wrote it
             run = RunDir(run_dir)
