@@ -36,6 +36,7 @@ LR = 0.001                # (peak) learning rate (article: Adam's default 0.001)
 WEIGHT_DECAY = 0.0        # L2 on conv and dense kernels (article: 0; with sgd try 5e-4)
 LABEL_SMOOTHING = 0.0     # targets (1 - s) * target + s / classes, soft pseudo-labels too (official: 0.1; article: 0)
 EMA = 0.0                 # decay per step of a moving average of all weights and batch-norm statistics (official: 0.9999, warm-up min(decay, (1+step)/(10+step))), used to validate and saved; 0 = off
+CHECKPOINT_EVERY = 1      # save a resume point every k epochs (and the last and each new best); raise it where epochs take seconds
 SCHEDULE = "plateau"      # 'plateau' (article: flat, then ReduceLROnPlateau + EarlyStopping), 'cosine' (warmup), 'constant'
 WARMUP_EPOCHS = 5         # cosine: linear warmup epochs
 FLAT_EPOCHS = 250         # plateau: epochs at a flat rate before ReduceLROnPlateau / EarlyStopping start
@@ -44,6 +45,7 @@ WORKERS = 4               # parallel workers building noised batches
 MULTIPROCESSING = False   # workers as processes (True) or threads (False)
 MIXED_PRECISION = ""      # '' (float32), 'bfloat16' (A100/H100, TPU) or 'float16' (with loss scaling)
 JIT_COMPILE = "auto"      # XLA: 'auto' (Keras decides), 'true' or 'false'
+STEPS_PER_EXECUTION = 1   # train steps per call into the compiled step (TensorFlow syncs with the host once per call: try 16 on a GPU)
 DATA_PARALLEL = False     # True = replicate over all GPUs; BATCH_SIZE and LR are per GPU, scaled by their number
 MODEL_FILE = "model.keras"  # the saved model: 'model.keras' (Keras 3's format) or 'model.h5' (legacy H5, as the article)
 SEED = 0                  # data split, initialisation and noise
@@ -83,12 +85,14 @@ with scope:
                                survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
     trainer = noisy.with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
     noisy.compile_model(trainer, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
-                                                     WARMUP_EPOCHS * len(stream)), JIT_COMPILE, LABEL_SMOOTHING)
+                                                     WARMUP_EPOCHS * len(stream)), JIT_COMPILE, LABEL_SMOOTHING,
+                        STEPS_PER_EXECUTION)
     print(f"teacher {MODEL}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
           f"{EPOCHS} epochs of {len(stream)} steps")
     validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], split.num_classes)) \
         if len(val) else None
-    trainer, _ = noisy.fit(trainer, stream, validation, stage.dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA)
+    trainer, _ = noisy.fit(trainer, stream, validation, stage.dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA,
+                             checkpoint_every=CHECKPOINT_EVERY)
     model = noisy.without_device_noise(trainer)  # the plain model is what is saved
 stage.finish({"data": split.config, "parameters": model.count_params()}, model, MODEL_FILE)
 print(f"wrote {stage.dir}/{MODEL_FILE}")

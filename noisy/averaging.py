@@ -8,19 +8,18 @@ for thousands of steps. Validation, checkpoint selection and the exported model 
 average.
 
 Why not Keras' `use_ema` + `SwapEMAWeights`: it averages the trainable weights only (the
-averaged model runs with the raw weights' batch-norm statistics), has no warm-up of the
-decay, and a resumed run must set a private attribute of the callback. `WeightAverage`
-below is a callback with `keras.ops` only (so it runs under every backend): it updates
-the average after each batch, holds it in the model while Keras validates, and hands its
-values to the checkpoint, which saves them beside the raw model (`average.npz`), so a
-resumed run continues the same average.
+averaged model runs with the raw weights' batch-norm statistics) and has no warm-up of
+the decay. `Averaged` below wraps the model being trained and updates the average inside
+the compiled train step, after the optimizer's update (one fused update per step, no
+Python per batch, every backend and data-parallel engine); its variables are the model's
+own, so an epoch checkpoint's `model.keras` holds the average and its update count and a
+resumed run continues the same average. `SwapInAverage` puts the average into the model
+while Keras validates, once per epoch.
 """
 import keras
-import numpy as np
 from keras import ops
 
 from noisy.errors import UserError
-from noisy.files import fits, load_arrays, save_arrays
 
 
 def averaged_variables(model):
@@ -31,94 +30,107 @@ def averaged_variables(model):
 
 def decay_at(decay, step):
     """The decay of update number `step` (1 for the first): `tf.train.ExponentialMovingAverage`
-    with `num_updates`."""
-    return min(decay, (1.0 + step) / (10.0 + step))
+    with `num_updates`, for a Python number or (in the train step) a tensor."""
+    warm = (1.0 + step) / (10.0 + step)
+    return min(decay, warm) if isinstance(step, (int, float)) else ops.minimum(decay, warm)
 
 
-class WeightAverage(keras.callbacks.Callback):
-    """An exponential moving average of `averaged_variables(model)`, updated after every
-    training batch; swapped into the model for validation and while a checkpoint takes
-    `values()`. `restored`: (arrays, updates) as a checkpoint saved them (a resumed run),
-    else the average starts at the model's weights, as TensorFlow's does."""
+@keras.saving.register_keras_serializable(package="noisy")
+class Averaged(keras.Model):
+    """`model` as it trains, plus an exponential moving average of
+    `averaged_variables(model)` updated in the train step: fit this, keep `.model`.
+    The average starts at the model's weights, as TensorFlow's does."""
 
-    def __init__(self, decay, restored=None):
-        super().__init__()
+    def __init__(self, model, decay, **kwargs):
+        super().__init__(**kwargs)
         if not 0 < decay < 1:
             raise ValueError(f"decay must be in (0, 1). Received: decay={decay}")
-        self.decay, self.restored = decay, restored
-        self.in_model = False
+        self.model, self.decay = model, decay
+        self.raw = averaged_variables(model)
+        # ONLY_FIRST_REPLICA: under tf.distribute every replica computes the same update
+        # (the weights are mirrored), and one is kept.
+        self.average = [self.add_weight(shape=v.shape, dtype=v.dtype, trainable=False, name=f"average_{i}",
+                                        initializer=keras.initializers.Constant(ops.convert_to_numpy(v)),
+                                        aggregation="only_first_replica")
+                        for i, v in enumerate(self.raw)]
+        self.updates = self.add_weight(shape=(), dtype="int32", trainable=False, name="average_updates",
+                                       initializer="zeros", aggregation="only_first_replica")
 
-    def on_train_begin(self, logs=None):
-        self.variables = averaged_variables(self.model)
-        if self.restored is not None:  # the update count too: the decay's warm-up goes on from it
-            starts, self.step = self.restored
-        else:
-            starts, self.step = [ops.copy(v.value) for v in self.variables], 0
-        require_fits(starts, self.variables)
-        self.average = [keras.Variable(s, dtype=v.dtype, trainable=False, name=f"average_{i}")
-                        for i, (s, v) in enumerate(zip(starts, self.variables))]
-        self.raw = [keras.Variable(ops.zeros(v.shape, v.dtype), trainable=False, name=f"raw_{i}")
-                    for i, v in enumerate(self.variables)]
+    def call(self, inputs, training=False):
+        return self.model(inputs, training=training)
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.model  # noqa: B018  (under JAX, reading a callback's model syncs the step's state into its variables)
-        self.step += 1
-        rate = 1.0 - decay_at(self.decay, self.step)
-        for average, variable in zip(self.average, self.variables):
-            average.assign(average - rate * (average - variable))
+    def next_average(self, averages, raws, updates):
+        """The average after one more update: average - (1 - decay) (average - raw)."""
+        updates = updates + 1
+        rate = 1.0 - decay_at(self.decay, ops.cast(updates, "float32"))
+        return [a - ops.cast(rate, a.dtype) * (a - w) for a, w in zip(averages, raws)], updates
 
-    def swap_in(self):
-        """Put the average into the model, keeping the raw weights aside."""
-        if not self.in_model:
-            for raw, average, variable in zip(self.raw, self.average, self.variables):
-                raw.assign(variable)
-                variable.assign(average)
-            self.in_model = True
+    def train_step(self, *args):
+        if keras.backend.backend() != "jax":  # stateful: the optimizer has updated the variables
+            logs = super().train_step(*args)
+            averages, updates = self.next_average([a.value for a in self.average], [w.value for w in self.raw],
+                                                  self.updates.value)
+            for variable, value in zip(self.average, averages):
+                variable.assign(value)
+            self.updates.assign(updates)
+            return logs
+        # JAX: stateless, the step returns the variables' new values in `state`.
+        logs, (trainable, non_trainable, optimizer, metrics) = super().train_step(*args)
+        where = {id(v): ("t", i) for i, v in enumerate(self.trainable_variables)}
+        where.update({id(v): ("n", i) for i, v in enumerate(self.non_trainable_variables)})
+        values = {"t": list(trainable), "n": list(non_trainable)}
+        value = lambda v: values[where[id(v)][0]][where[id(v)][1]]  # noqa: E731
+        averages, updates = self.next_average([value(a) for a in self.average], [value(w) for w in self.raw],
+                                              value(self.updates))
+        for variable, new in zip([*self.average, self.updates], [*averages, updates]):
+            values["n"][where[id(variable)][1]] = new
+        return logs, (values["t"], values["n"], optimizer, metrics)
 
-    def swap_out(self):
-        """Give the model its raw weights back, to train on."""
-        if self.in_model:
-            for raw, variable in zip(self.raw, self.variables):
-                variable.assign(raw)
-            self.in_model = False
+    def swap(self):
+        """Exchange the average and the model's raw weights (in the model: the average, for
+        validation; swapped again: the raw weights, to train on)."""
+        for average, raw in zip(self.average, self.raw):
+            kept = ops.copy(raw.value)
+            raw.assign(average.value)
+            average.assign(kept)
 
-    def on_test_begin(self, logs=None):  # Keras' fit validates between these two
-        self.swap_in()
+    def averaged_model(self):
+        """The wrapped model with the average as its weights (what a stage keeps)."""
+        for average, raw in zip(self.average, self.raw):
+            raw.assign(average.value)
+        return self.model
+
+    def get_config(self):
+        return {**super().get_config(), "model": keras.saving.serialize_keras_object(self.model),
+                "decay": self.decay}
+
+    @classmethod
+    def from_config(cls, config):
+        config["model"] = keras.saving.deserialize_keras_object(config["model"])
+        return cls(**config)
+
+
+def with_average(model, decay):
+    """`Averaged(model, decay)` compiled as `model` is (its optimizer, loss, metrics, XLA
+    choice), to fit in its place."""
+    averaged = Averaged(model, decay)
+    averaged.compile_from_config(model.get_compile_config())
+    return averaged
+
+
+class SwapInAverage(keras.callbacks.Callback):
+    """Validate on the average: swap it into the model while Keras validates, once per
+    epoch (no Python per batch)."""
+
+    def on_test_begin(self, logs=None):
+        self.model.swap()
 
     def on_test_end(self, logs=None):
-        self.swap_out()
-
-    def values(self):
-        """The average as numpy arrays, in `averaged_variables` order (what a checkpoint saves)."""
-        return [ops.convert_to_numpy(a) for a in self.average]
+        self.model.swap()
 
 
-def save_average(path, average):
-    """A checkpoint's average.npz: the averaged arrays, then the number of updates made,
-    which a resumed run counts on from (not the optimizer's step count: a float16 loss
-    scale's skipped steps do not advance it, so it can lag the batches trained)."""
-    save_arrays(path, [*average.values(), np.array(average.step)])
-
-
-def load_average(path):
-    """(arrays, updates) as `save_average` saved them."""
-    *values, step = load_arrays(path)
-    if step.shape != () or step.dtype.kind not in "iu":
-        raise ValueError(f"{path} ends without the average's update count (an earlier version wrote it)")
-    return values, int(step)
-
-
-def require_fits(values, variables):
-    """A saved average (a checkpoint's average.npz) holds one array per averaged variable."""
-    if not fits(values, variables):
-        raise UserError("the saved weight average does not fit this model's variables; delete the stage's resume/ "
-                        "folder or pass --retrain=True")
-
-
-def apply_average(model, values):
-    """Set the model's averaged variables to `values` (a model loaded from a checkpoint
-    becomes the averaged model that is saved)."""
-    variables = averaged_variables(model)
-    require_fits(values, variables)
-    for variable, value in zip(variables, values):
-        variable.assign(value)
+def require_average(model, stage_dir, decay):
+    """A resume point matches the setting: an `Averaged` model exactly when `decay` > 0."""
+    if bool(decay) != isinstance(model, Averaged):
+        raise UserError(f"cannot resume {stage_dir}: its last checkpoint {'has no' if decay else 'has a'} weight "
+                        "average; pass --retrain=True to start this stage over")

@@ -27,7 +27,7 @@ from noisy.verify import changed_files, file_sha256, source_hashes
 # Settings that change how fast or where a stage runs, not what it produces: for every
 # stage, and per stage those whose effect its inputs' identity already records.
 RUNTIME_SETTINGS = ("run_dir", "workers", "multiprocessing", "retrain", "jit_compile", "num_shards", "shard",
-                    "model_file")
+                    "model_file", "checkpoint_every", "steps_per_execution")
 STAGE_RUNTIME = {"teacher": ("data", "num_labeled", "num_val"),  # the split's identity stands for them
                  "student": ("student",),                          # the folder's name
                  "pseudo": ("batch_size",)}                        # prediction batches

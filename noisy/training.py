@@ -10,7 +10,8 @@ run loads the latest folder, continues with the next epoch, and rewrites
 `resume/history.csv` from the checkpoint, so each epoch appears exactly once; the stage's
 `history.csv` is that file, moved into place when the stage finishes.
 
-A `.keras` file does not keep the states of the model's random-number generators (the
+The weight average (`average` > 0) is part of the model trained (noisy/averaging.py), so
+its values and update count are in each checkpoint's `model.keras`. A `.keras` file does not keep the states of the model's random-number generators (the
 masks of dropout and stochastic depth, the on-device input noise), so a model loaded to
 resume would draw its first epochs' masks again and the run would differ from one that
 was never stopped. Each checkpoint saves them beside the model (`random_state.npz`) and a
@@ -28,10 +29,9 @@ import keras
 import numpy as np
 
 from noisy.files import fits, load_arrays, save_arrays, save_json, save_model, save_text
-from noisy.averaging import WeightAverage, apply_average, load_average, save_average
+from noisy.averaging import Averaged, SwapInAverage, require_average, with_average
 from noisy.errors import UserError, interrupted
 
-AVERAGE_FILE = "average.npz"  # an epoch checkpoint's weight average, beside its raw model
 RANDOM_STATE_FILE = "random_state.npz"  # its random-number generators' states (module docstring)
 
 
@@ -68,26 +68,29 @@ def make_optimizer(name, lr, schedule, total_steps, warmup_steps):
     return keras.optimizers.Adam(lr)
 
 
-def compile_model(model, optimizer, jit_compile="auto", label_smoothing=0.0):
+def compile_model(model, optimizer, jit_compile="auto", label_smoothing=0.0, steps_per_execution=1):
     """Soft targets (teacher probabilities) and one-hot labels use the same loss, cross
     entropy; `label_smoothing` s trains on (1 - s) * target + s / classes, so it also pulls
     soft pseudo-labels toward uniform. jit_compile: 'auto' (Keras decides), 'true' (XLA)
-    or 'false'."""
+    or 'false'. `steps_per_execution`: train steps per call of the compiled function
+    (Keras' TensorFlow loop reads the step's logs back to the host after every call)."""
     if str(jit_compile).lower() not in ("auto", "true", "false"):
         raise UserError(f"--jit_compile={jit_compile!r}: expected 'auto', 'true' or 'false'")
     jit = {"auto": "auto", "true": True, "false": False}[str(jit_compile).lower()]
-    model.compile(optimizer=optimizer, metrics=["accuracy"], jit_compile=jit,
+    model.compile(optimizer=optimizer, metrics=["accuracy"], jit_compile=jit, steps_per_execution=steps_per_execution,
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing))
 
 
 class StopOnNaN(keras.callbacks.Callback):
     """Stop with a clear error when the loss turns NaN or infinite (Keras'
-    TerminateOnNaN stops quietly and the run would look finished)."""
+    TerminateOnNaN stops quietly and the run would look finished). Read once per epoch,
+    before that epoch is checkpointed: a NaN loss makes the weights and so the rest of the
+    epoch's mean NaN, and a check per batch would make every step wait for the device."""
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            raise UserError(f"training loss became {loss} at batch {batch}; lower --lr "
+            raise UserError(f"training loss became {loss} in epoch {epoch + 1}; lower --lr "
                             "or check the data (the last finished epoch is kept for resume)")
 
 
@@ -112,38 +115,47 @@ class AfterEpoch(keras.callbacks.Callback):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch: save `resume/epoch-NNNN/model.keras` with its history, point
-    `resume/latest.json` at it, keep only that folder and the best epoch's, and rewrite
-    `resume/history.csv` (the stage's own history.csv is replaced only when the stage
-    finishes, so a retrain leaves the finished stage whole). See the module docstring."""
+    """After every `every`-th epoch, the last, and each new best on the validation split:
+    save `resume/epoch-NNNN/model.keras` with its history, point `resume/latest.json` at
+    it, keep only that folder and the best epoch's, and rewrite `resume/history.csv` (the
+    stage's own history.csv is replaced only when the stage finishes, so a retrain leaves
+    the finished stage whole). See the module docstring."""
 
-    def __init__(self, stage_dir, monitor, history, average=None):
+    def __init__(self, stage_dir, monitor, history, epochs, every=1):
         super().__init__()
-        self.average = average  # a WeightAverage, saved beside each epoch's raw model
         self.stage_dir = stage_dir
         self.resume_dir = os.path.join(stage_dir, "resume")
         self.monitor = monitor  # 'val_accuracy' to keep the best epoch, or None for the last
         self.history = history
+        self.epochs, self.every = epochs, every
         best = [row for row in history if monitor and monitor in row]
         self.best = max(best, key=lambda row: row[monitor]) if best else None
+        self.saved = history[-1]["epoch"] if history else None  # the epoch latest.json points at
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.history.append(row)
+        best = self.monitor and (self.best is None or row[self.monitor] > self.best[self.monitor])
+        if best:
+            self.best = row
+        if best or (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
+            self.save(epoch)
+
+    def on_train_end(self, logs=None):  # EarlyStopping may end the run between checkpoints
+        if self.history and self.saved != self.history[-1]["epoch"]:
+            self.save(self.history[-1]["epoch"])
+
+    def save(self, epoch):
         folder = os.path.join(self.resume_dir, f"epoch-{epoch:04d}")
         os.makedirs(folder, exist_ok=True)
         save_model(os.path.join(folder, "model.keras"), self.model)
         states = [keras.ops.convert_to_numpy(v) for v in random_states(self.model)]
         save_arrays(os.path.join(folder, RANDOM_STATE_FILE), states)
-        if self.average:
-            save_average(os.path.join(folder, AVERAGE_FILE), self.average)
         save_json(os.path.join(folder, "history.json"), self.history)
-        if self.monitor and (self.best is None or row[self.monitor] > self.best[self.monitor]):
-            self.best = row
         best_epoch = self.best["epoch"] if self.best else epoch
         save_json(os.path.join(self.resume_dir, "latest.json"), {"epoch": epoch, "best_epoch": best_epoch})
-        interrupted.resume_epoch = epoch  # what an interrupted run would resume after
+        self.saved = interrupted.resume_epoch = epoch  # what an interrupted run would resume after
         self.tidy(epoch)
 
     def tidy(self, epoch):
@@ -170,14 +182,12 @@ def write_history(path, rows):
 
 def random_states(model):
     """The model's random-number generators' states (Keras' seed generators, one per
-    Dropout or noise layer): its variables that are not floats, the ones the weight average
-    leaves out."""
-    return [v for v in model.variables if "float" not in str(v.dtype)]
+    Dropout or noise layer)."""
+    return [v for v in model.variables if v.name == "seed_generator_state"]
 
 
 def load_resume_point(stage_dir):
-    """(model, next_epoch, history, weight average or None) from the last finished epoch,
-    or None."""
+    """(model, next_epoch, history) from the last checkpointed epoch, or None."""
     latest = os.path.join(stage_dir, "resume", "latest.json")
     if not os.path.isfile(latest):
         return None
@@ -198,38 +208,37 @@ def load_resume_point(stage_dir):
             variable.assign(value)
         with open(os.path.join(folder, "history.json")) as f:
             history = json.load(f)
-        average = os.path.join(folder, AVERAGE_FILE)
-        average = load_average(average) if os.path.isfile(average) else None
     except Exception as e:  # a checkpoint we cannot read is reported, not trained over
         raise UserError(f"cannot resume from {folder} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                         f"{start_over}") from None
-    return model, state["epoch"] + 1, history, average
+    return model, state["epoch"] + 1, history
 
 
 def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_epochs=0,
-        patience=10, average=0.0, verbose=None, callbacks=()):
+        patience=10, average=0.0, verbose=None, callbacks=(), checkpoint_every=1):
     """Train `model` (compiled) on `stream` for `epochs`, resuming from `stage_dir/resume`
     when a previous run was killed. Returns the model to keep: the best epoch on the
     validation split when one is given, else the last epoch; with `average` (a decay) > 0
     that epoch's weight average (noisy/averaging.py), which is also what is validated.
     `verbose`: Keras' progress bar (1) on a terminal, one line per epoch (2) in a log,
-    unless given. `callbacks`: more Keras callbacks, run after this function's own."""
+    unless given. `callbacks`: more Keras callbacks, run after this function's own.
+    `checkpoint_every`: save a resume point every k epochs (and the last and best ones).
+    No callback of ours runs per batch, so Keras dispatches the steps without waiting."""
     verbose = progress_verbosity() if verbose is None else verbose
     resumed = load_resume_point(stage_dir)
-    history, initial_epoch, restored = [], 0, None
+    history, initial_epoch = [], 0
     if resumed:
-        model, initial_epoch, history, restored = resumed
-        if average and restored is None:
-            raise UserError(f"cannot resume {stage_dir}: its last checkpoint has no weight average; "
-                            "pass --retrain=True to start this stage over")
+        model, initial_epoch, history = resumed
+        require_average(model, stage_dir, average)
         interrupted.resume_epoch = initial_epoch - 1
         # Messages count epochs from 1, as Keras' "Epoch 3/36" lines do; files count from 0.
         print(f"resuming {stage_dir} after epoch {initial_epoch} of {epochs} "
               f"(from {os.path.join(stage_dir, 'resume')})", flush=True)
+    elif average:
+        model = with_average(model, average)
     monitor = "val_accuracy" if validation is not None else None
-    averaging = WeightAverage(average, restored) if average else None
-    checkpoint = EpochCheckpoint(stage_dir, monitor, history, averaging)
-    callbacks = [StopOnNaN(), *([averaging] if averaging else []), checkpoint, *callbacks]
+    checkpoint = EpochCheckpoint(stage_dir, monitor, history, epochs, checkpoint_every)
+    callbacks = [StopOnNaN(), *([SwapInAverage()] if average else []), checkpoint, *callbacks]
     if schedule == "plateau":
         watch = "val_loss" if validation is not None else "loss"
         callbacks += [
@@ -253,9 +262,7 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
         print(f"keeping epoch {kept + 1} ({monitor} {checkpoint.best[monitor]:.4f}), the best on the validation split",
               flush=True)
         model = keras.models.load_model(os.path.join(stage_dir, "resume", f"epoch-{kept:04d}", "model.keras"))
-    if average:  # the kept epoch's average, as validated
-        apply_average(model, load_average(os.path.join(stage_dir, "resume", f"epoch-{kept:04d}", AVERAGE_FILE))[0])
-    return model, checkpoint
+    return (model.averaged_model() if isinstance(model, Averaged) else model), checkpoint
 
 
 def progress_verbosity():

@@ -22,8 +22,9 @@ def check_training_settings(s, student=False):
         (s["model"] in MODELS or (student and s["model"] == ""), f"--model={s['model']!r}: expected {allowed}"),
         (s["optimizer"] in OPTIMIZERS, f"--optimizer={s['optimizer']!r}: expected one of {OPTIMIZERS}"),
         (s["schedule"] in SCHEDULES, f"--schedule={s['schedule']!r}: expected one of {SCHEDULES}"),
-        (s["epochs"] >= 1 and s["batch_size"] >= 1 and s["workers"] >= 1,
-         "--epochs, --batch_size and --workers must be >= 1"),
+        (s["epochs"] >= 1 and s["batch_size"] >= 1 and s["workers"] >= 1 and s["checkpoint_every"] >= 1
+         and s["steps_per_execution"] >= 1,
+         "--epochs, --batch_size, --workers, --checkpoint_every and --steps_per_execution must be >= 1"),
         (s["lr"] > 0 and s["weight_decay"] >= 0,
          f"--lr must be > 0 and --weight_decay >= 0 (got {s['lr']}, {s['weight_decay']})"),
         (0 <= s["dropout"] < 1 and 0 < s["survival_last"] <= 1,

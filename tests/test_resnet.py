@@ -112,11 +112,11 @@ def test_nan_loss_stops_training_with_a_clear_error():
     from noisy.errors import UserError
     from noisy.training import StopOnNaN
     callback = StopOnNaN()
-    callback.on_train_batch_end(0, {"loss": 1.5})  # finite: nothing happens
-    with pytest.raises(UserError, match=r"training loss became nan at batch 7; lower --lr"):
-        callback.on_train_batch_end(7, {"loss": float("nan")})
+    callback.on_epoch_end(0, {"loss": 1.5})  # finite: nothing happens
+    with pytest.raises(UserError, match=r"training loss became nan in epoch 8; lower --lr"):
+        callback.on_epoch_end(7, {"loss": float("nan")})
     with pytest.raises(UserError, match=r"became inf"):
-        callback.on_train_batch_end(1, {"loss": float("inf")})
+        callback.on_epoch_end(1, {"loss": float("inf")})
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])

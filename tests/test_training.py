@@ -25,7 +25,8 @@ def data(seed, n=96, size=4):
     return rng.integers(0, 256, (n, size, size, 3)).astype(np.uint8), rng.integers(0, 3, n)
 
 
-def train(stage_dir, lr, epochs, flat_epochs, patience, seed=0, dropout=0.0, schedule="plateau", device_noise=False):
+def train(stage_dir, lr, epochs, flat_epochs, patience, seed=0, dropout=0.0, schedule="plateau", device_noise=False,
+          **fit_args):
     size = 32 if device_noise else 4  # the on-device crop pads by 4 pixels: CIFAR-sized images
     images, labels = data(seed, size=size)
     val_images, val_labels = data(seed + 100, 48, size)
@@ -36,8 +37,73 @@ def train(stage_dir, lr, epochs, flat_epochs, patience, seed=0, dropout=0.0, sch
     compile_model(model, make_optimizer("adam", lr, schedule, len(stream) * epochs, 0), "false")
     validation = (val_images, one_hot(val_labels, 3))
     model, checkpoint = fit(model, stream, validation, str(stage_dir), epochs, schedule, flat_epochs,
-                            patience, verbose=0)
+                            patience, verbose=0, **fit_args)
     return model, checkpoint.history, validation
+
+
+class Kill(keras.callbacks.Callback):
+    """What a kill after `epoch`'s end leaves (run after fit's own callbacks)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_no_callback_runs_python_per_batch(tmp_path, monkeypatch):
+    """Keras runs the batch-end callbacks in a background thread (the steps go on without
+    waiting for the device; JAX) only when no callback handles batch ends: the default
+    callbacks, the plateau schedule's and the weight average's must not."""
+    from keras.src import backend, utils
+    lists = []
+    original = keras.callbacks.CallbackList.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        lists.append(self)
+
+    monkeypatch.setattr(keras.callbacks.CallbackList, "__init__", spy)
+    train(tmp_path / "stage", 0.01, epochs=2, flat_epochs=0, patience=3, average=0.9, dropout=0.5)
+    ours = [c for callbacks in lists for c in callbacks.callbacks
+            if not isinstance(c, (keras.callbacks.History, keras.callbacks.ProgbarLogger))]  # Keras' own
+    for hook in ("on_batch_end", "on_train_batch_end", "on_batch_begin", "on_train_batch_begin"):
+        assert all(utils.is_default(getattr(c, hook)) for c in ours), [type(c).__name__ for c in ours]
+    if backend.IS_THREAD_SAFE:  # JAX (TensorFlow's loop runs callbacks in line, reading the logs every call)
+        assert lists and all(callbacks._async_train for callbacks in lists)
+    names = {type(c).__name__ for c in ours}
+    assert {"StopOnNaN", "SwapInAverage", "EpochCheckpoint", "AfterEpoch"} <= names
+
+
+def test_a_nan_loss_stops_the_run_in_one_line_and_checkpoints_nothing_of_it(tmp_path):
+    from noisy.errors import UserError
+    images, labels = data(0)
+    targets = one_hot(labels, 3)
+    targets[5] = np.nan  # one bad target: that step's loss and then every weight turn NaN
+    stream = NoisyStream([(images, np.arange(len(images)))], targets, 32, seed=0)
+    model = tiny_model()
+    compile_model(model, make_optimizer("adam", 0.01, "constant", len(stream) * 3, 0), "false")
+    with pytest.raises(UserError, match=r"^training loss became nan in epoch 1; lower --lr"):
+        fit(model, stream, None, str(tmp_path / "stage"), 3, "constant", verbose=0)
+    assert not (tmp_path / "stage" / "resume" / "latest.json").exists()
+
+
+def test_checkpoints_every_k_epochs_and_a_resume_from_one_is_exact(tmp_path):
+    """CHECKPOINT_EVERY=2: a run killed after epoch 3 (counted from 1) resumes after epoch
+    2, its last checkpoint, and ends as an unbroken run does."""
+    run = dict(lr=0.01, flat_epochs=5, patience=5, schedule="constant", dropout=0.5, checkpoint_every=2)
+    straight, history, _ = train(tmp_path / "straight", epochs=5, **run)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "killed", epochs=5, callbacks=[Kill(2)], **run)
+    import json
+    latest = json.loads((tmp_path / "killed" / "resume" / "latest.json").read_text())
+    assert latest["epoch"] in (1, latest["best_epoch"])  # epoch 2 (from 1), or epoch 3 if it was a new best
+    resumed, resumed_history, _ = train(tmp_path / "killed", epochs=5, **run)
+    assert [row["loss"] for row in resumed_history] == [row["loss"] for row in history]
+    for a, b in zip(straight.trainable_variables, resumed.trainable_variables):
+        assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)), a.path
 
 
 def test_plateau_waits_for_the_flat_epochs_then_lowers_the_rate_and_stops(tmp_path):
