@@ -104,4 +104,5 @@ with scope:
     model = noisy.without_device_noise(trainer)  # the plain model is what is saved
 stage.finish({"data": split.config, "parameters": model.count_params(), "teacher": teacher.config,
               "pseudo": pseudo.config}, model, MODEL_FILE)
+noisy.barrier("stage written")  # in a multi-process job the other processes wait for process 0's files
 print(f"wrote {stage.dir}/{MODEL_FILE}")

@@ -95,4 +95,5 @@ with scope:
     trainer, _ = noisy.fit(trainer, stream, validation, stage.dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA)
     model = noisy.without_device_noise(trainer)  # the plain model is what is saved
 stage.finish({"data": split.config, "parameters": model.count_params()}, model, MODEL_FILE)
+noisy.barrier("stage written")  # in a multi-process job the other processes wait for process 0's files
 print(f"wrote {stage.dir}/{MODEL_FILE}")

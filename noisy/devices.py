@@ -18,6 +18,7 @@ import keras
 
 from noisy.quiet import startup_notices_hidden
 from noisy.errors import UserError
+from noisy.rundir import job_process
 from noisy.training_checks import PRECISIONS
 
 CPU_DEVICES = "NOISY_CPU_DEVICES"  # the TensorFlow stand-in above: N logical CPU devices
@@ -81,6 +82,10 @@ def configure_devices(mixed_precision="", data_parallel=False):
     if mixed_precision:
         # float16 gets dynamic loss scaling from compile(); the classifier stays float32.
         keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
+    processes = job_process()[1]
+    if processes > 1 and not (data_parallel and backend == "jax"):
+        raise UserError(f"a job of {processes} processes (KERAS_DISTRIBUTION_NUM_PROCESSES) trains with "
+                        "--data_parallel=True under KERAS_BACKEND=jax (docs/GPU.md#several-hosts)")
     if not data_parallel:
         return contextlib.nullcontext(), 1
     if backend == "jax":
@@ -145,6 +150,7 @@ def join_job():
         raise UserError(f"a multi-process job needs {', '.join(JOB_VARIABLES)} (docs/GPU.md#several-hosts)")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU collectives; GPUs use NCCL
     keras.distribution.initialize()
+    barrier("every process has copied the run folder")  # before process 0 writes in it (RunDir._follow)
 
 
 def process_part(batch):

@@ -230,3 +230,42 @@ def test_keras_under_jax_never_loads_tensorflow(tmp_path):
                          env=dict(os.environ, KERAS_BACKEND="jax"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[-2] == "jax []", out.stdout
+
+
+# ---------------------------------------------------------------- beyond one machine
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_one_model(synthetic_npz, tmp_path):
+    """A job of two JAX processes on 127.0.0.1 (one CPU device each, gloo), each reading
+    its half of every global batch of 2 x 8: process 0 writes RUN_DIR, process 1 its own
+    folder; both end with the same weights, those of one process over 2 devices."""
+    import keras
+    args = [sys.executable, os.path.join(REPO, "train_teacher.py"), f"--data={synthetic_npz}", "--epochs=1",
+            "--num_labeled=80", "--num_val=40", "--model=tiny", "--batch_size=8", "--data_parallel=True"]
+    job = {"KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{free_port()}",
+           "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    processes = [subprocess.Popen([*args, f"--run_dir={tmp_path / 'run'}"], cwd=REPO, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  env=dict(os.environ, **job, KERAS_DISTRIBUTION_PROCESS_ID=str(i),
+                                           NOISY_PROCESS_DIR=str(tmp_path / f"process-{i}")))
+                 for i in (0, 1)]
+    outputs = [p.communicate(timeout=400)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert "running on jax: 2 cpu device(s), float32, no input noise, data parallel over 2 replicas, " \
+           "process 1 of 2" in outputs[1]
+    assert "global batch 16 (8 x 2 replica(s))" in outputs[0] and "1 epochs of 5 steps" in outputs[0]
+    assert not os.path.exists(tmp_path / "process-0")  # process 0 writes RUN_DIR itself
+    assert not os.path.exists(tmp_path / "process-1" / "data" / "config.json") or \
+        os.path.islink(tmp_path / "process-1" / "data")  # no second split written into RUN_DIR
+    run_script("train_teacher.py", *args[2:], f"--run_dir={tmp_path / 'one'}", env=devices_env("jax", 2))
+    weights = [keras.models.load_model(path).get_weights() for path in (
+        tmp_path / "run" / "teacher" / "model.keras", tmp_path / "process-1" / "teacher" / "model.keras",
+        tmp_path / "one" / "teacher" / "model.keras")]
+    assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))  # one model, in both processes
+    # One process over 2 devices, the same global batches: float reduction order only.
+    assert max(float(np.abs(a - c).max()) for a, c in zip(weights[0], weights[2])) < 1e-4
