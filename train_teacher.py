@@ -60,7 +60,7 @@ keras = noisy.import_keras()  # here: --help and bad settings answer before Tens
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
 batch_size, lr, rule = noisy.global_batch_and_rate(BATCH_SIZE, LR, replicas, OPTIMIZER, LR_SCALING)
-jit_compile = noisy.resolve_jit(JIT_COMPILE, DATA_PARALLEL)  # no XLA under TensorFlow's MirroredStrategy
+jit_compile = noisy.resolve_jit(JIT_COMPILE, replicas)  # no XLA under TensorFlow's MirroredStrategy
 noise_on_cpu, noise_on_device = noisy.noise_placement(settings, NOISE, AUGMENT)
 noisy.where_it_runs(replicas, settings["augment"])
 print(f"global batch {batch_size} ({BATCH_SIZE} x {replicas} replica(s)), learning rate {lr:g} ({rule} scaling)")

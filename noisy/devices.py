@@ -101,18 +101,18 @@ def configure_devices(mixed_precision="", data_parallel=False):
     raise UserError(f"--data_parallel=True needs the tensorflow or jax backend, not {backend}")
 
 
-def resolve_jit(jit_compile, data_parallel):
-    """JIT_COMPILE as compile() gets it. Under TensorFlow with DATA_PARALLEL, Keras cannot
+def resolve_jit(jit_compile, replicas):
+    """JIT_COMPILE as compile() gets it. Under TensorFlow over several replicas Keras cannot
     compile MirroredStrategy's train step with XLA ("Trying to access resource ...
-    replica_1", keras-team/keras#19005) and its own 'auto' turns XLA off there: 'true' is
-    refused, 'auto' is said as 'false'. Elsewhere 'auto' stays Keras' choice (under JAX
-    always XLA; under TensorFlow XLA where there is a GPU)."""
+    replica_1", keras-team/keras#19005) and its own 'auto' turns XLA off under
+    tf.distribute: there 'true' is refused and 'auto' is said as 'false'. Elsewhere 'auto'
+    stays Keras' choice (under JAX always XLA; under TensorFlow XLA where there is a GPU)."""
     jit = str(jit_compile).lower()
-    if data_parallel and keras.backend.backend() == "tensorflow":
+    if replicas > 1 and keras.backend.backend() == "tensorflow":
         if jit == "true":
-            raise UserError("--jit_compile=true with --data_parallel=True: TensorFlow's MirroredStrategy cannot run "
-                            "Keras' XLA train step (keras-team/keras#19005); use --jit_compile=auto (no XLA) "
-                            "or KERAS_BACKEND=jax")
+            raise UserError(f"--jit_compile=true with --data_parallel=True over {replicas} replicas: TensorFlow's "
+                            "MirroredStrategy cannot run Keras' XLA train step (keras-team/keras#19005); use "
+                            "--jit_compile=auto (no XLA) or KERAS_BACKEND=jax")
         return "false"
     return jit
 
