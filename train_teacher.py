@@ -46,7 +46,8 @@ MULTIPROCESSING = False   # workers as processes (True) or threads (False)
 MIXED_PRECISION = ""      # '' (float32), 'bfloat16' (A100/H100, TPU) or 'float16' (with loss scaling)
 JIT_COMPILE = "auto"      # XLA: 'auto' (Keras decides), 'true' or 'false'
 STEPS_PER_EXECUTION = 1   # train steps per call into the compiled step (TensorFlow syncs with the host once per call: try 16 on a GPU)
-DATA_PARALLEL = False     # True = replicate over all GPUs; BATCH_SIZE and LR are per GPU, scaled by their number
+DATA_PARALLEL = False     # True = replicate over all GPUs (of every process of a JAX job: docs/GPU.md); BATCH_SIZE is per GPU
+LR_SCALING = "auto"       # the rate under DATA_PARALLEL over n replicas: 'linear' (LR x n, SGD's rule, Goyal et al. 2017), 'sqrt' (LR x sqrt n), 'none'; 'auto' = linear for sgd, none for adam
 MODEL_FILE = "model.keras"  # the saved model: 'model.keras' (Keras 3's format) or 'model.h5' (legacy H5, as the article)
 SEED = 0                  # data split, initialisation and noise
 RETRAIN = False           # True = train again although RUN_DIR/teacher holds a finished teacher (config.json)
@@ -60,8 +61,11 @@ keras = noisy.import_keras()  # here: --help and bad settings answer before Tens
 
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
-batch_size, lr = BATCH_SIZE * replicas, LR * replicas  # global batch, linearly scaled rate
+batch_size, lr, rule = noisy.global_batch_and_rate(BATCH_SIZE, LR, replicas, OPTIMIZER, LR_SCALING)
+jit_compile = noisy.resolve_jit(JIT_COMPILE, replicas)  # no XLA under TensorFlow's MirroredStrategy
 noise_on_cpu, noise_on_device = noisy.noise_placement(settings, NOISE, AUGMENT)
+noisy.where_it_runs(replicas, settings["augment"])
+print(f"global batch {batch_size} ({BATCH_SIZE} x {replicas} replica(s)), learning rate {lr:g} ({rule} scaling)")
 
 # 1. Labeled data: the source cached with its class-balanced split, once per RUN_DIR.
 split = run.split(DATA, NUM_LABELED, NUM_VAL, SEED, stage)
@@ -85,14 +89,15 @@ with scope:
                                survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
     trainer = noisy.with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
     noisy.compile_model(trainer, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
-                                                     WARMUP_EPOCHS * len(stream)), JIT_COMPILE, LABEL_SMOOTHING,
+                                                     WARMUP_EPOCHS * len(stream)), jit_compile, LABEL_SMOOTHING,
                         STEPS_PER_EXECUTION)
     print(f"teacher {MODEL}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
-          f"{EPOCHS} epochs of {len(stream)} steps")
-    validation = (data["train_images"][val], noisy.one_hot(data["train_labels"][val], split.num_classes)) \
-        if len(val) else None
+          f"{EPOCHS} epochs of {len(stream)} steps, XLA {'on' if trainer.jit_compile else 'off'}")
+    validation = noisy.ValidationBatches(data["train_images"][val], noisy.one_hot(data["train_labels"][val],
+                                         split.num_classes), replicas) if len(val) else None
     trainer, _ = noisy.fit(trainer, stream, validation, stage.dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA,
                              checkpoint_every=CHECKPOINT_EVERY)
     model = noisy.without_device_noise(trainer)  # the plain model is what is saved
 stage.finish({"data": split.config, "parameters": model.count_params()}, model, MODEL_FILE)
+noisy.barrier("stage written")  # in a multi-process job the other processes wait for process 0's files
 print(f"wrote {stage.dir}/{MODEL_FILE}")

@@ -21,7 +21,8 @@ _LIGHT = {"noisy.errors", "noisy.settings", "noisy.stages", "noisy.pseudo", "noi
 _EXPORTS = {
     "noisy.data": ("describe_split", "load_split"),
     "noisy.device_augment": ("with_device_noise", "without_device_noise"),
-    "noisy.devices": ("configure_devices", "noise_placement", "resolve_augment"),
+    "noisy.devices": ("barrier", "configure_devices", "global_batch_and_rate", "job_size", "noise_placement",
+                      "resolve_augment", "resolve_jit", "where_it_runs"),
     "noisy.errors": ("UserError", "install_error_hook", "require"),
     "noisy.files": ("NpyRows", "load_model", "read_json", "save_json", "save_text"),
     "noisy.pseudo": ("balance_classes", "check_labeling_settings", "labeling_summary", "print_summary",
@@ -32,7 +33,7 @@ _EXPORTS = {
     "noisy.resnet": ("build_resnet",),
     "noisy.rundir": ("RunDir",),
     "noisy.settings": ("configure",),
-    "noisy.streams": ("ImageBatches", "NoisyStream"),
+    "noisy.streams": ("ImageBatches", "NoisyStream", "ValidationBatches"),
     "noisy.training": ("check_student_size", "compile_model", "fit", "labeled_per_batch",
                        "make_optimizer", "one_hot"),
     "noisy.training_checks": ("check_training_settings",),

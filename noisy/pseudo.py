@@ -35,7 +35,9 @@ def teacher_probabilities(teacher, pool, batch_size, workers, stage, num_shards=
         return merge_shards(shard_dir, num_shards, shard_id)
     from noisy.quiet import import_keras
     import_keras()  # without TensorFlow's start-up notices
+    from noisy.devices import where_it_runs
     from noisy.streams import ImageBatches
+    where_it_runs(labeling=True)
     part = np.array_split(np.arange(len(pool.rows)), num_shards)[max(shard, 0)]
     model = teacher.load_model()
     print(f"labeling {len(part)} images with the teacher ...", flush=True)

@@ -35,10 +35,23 @@ def startup_notices_hidden():
                     print(line, file=sys.stderr)
 
 
+def keras_backend():
+    """The backend Keras will load: KERAS_BACKEND, else keras.json's, else tensorflow."""
+    import json
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
 def import_keras():
-    """Import Keras without TensorFlow's start-up notices, and return it. TensorFlow is imported here too
-    where it is installed (the JAX backend loads it later for some utilities, and would
-    print them then). A Ctrl-C in the middle is held until the import is done: raised
+    """Import Keras without TensorFlow's start-up notices, and return it. Under the
+    tensorflow backend TensorFlow is imported first, here; under another (JAX) it is not
+    imported at all (nor later by Keras, below). A Ctrl-C in the middle is held until the import is done: raised
     inside TensorFlow's C++ start-up it can abort the process instead of stopping it."""
     if "keras" in sys.modules:
         return sys.modules["keras"]
@@ -48,11 +61,16 @@ def import_keras():
     previous = signal.signal(signal.SIGINT, lambda *_: held.append(True))
     try:
         with startup_notices_hidden():
-            if importlib.util.find_spec("tensorflow"):
+            if keras_backend() == "tensorflow" and importlib.util.find_spec("tensorflow"):
                 import tensorflow  # noqa: F401
             import keras  # noqa: F401
     finally:
         signal.signal(signal.SIGINT, previous)
     if held:
         raise KeyboardInterrupt
+    if "tensorflow" not in sys.modules:
+        # Keras asks `tensorflow.available` (which imports it) when it seeds and when it
+        # saves a model, under every backend; without TensorFlow loaded that answer is "no".
+        from keras.src.utils.module_utils import tensorflow
+        tensorflow._available = False
     return sys.modules["keras"]

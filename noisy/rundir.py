@@ -14,7 +14,10 @@ Each check below is written once, with one form of message, and raises a one-lin
 check has passed: a split made anew waits beside RUN_DIR/data until its stage begins, a
 stage's outputs wait in its staging folder until it finishes.
 """
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -180,12 +183,50 @@ class Stage:
                                    files=self.outputs)
 
 
+def job_process():
+    """(this process's index, processes) in a multi-process job (KERAS_DISTRIBUTION_*, read
+    before Keras loads; docs/GPU.md#several-hosts), (0, 1) outside one."""
+    try:
+        count = int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES") or 1)
+        index = int(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID") or 0)
+    except ValueError:
+        raise UserError("KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID must be integers") from None
+    require(count >= 1 and 0 <= index < count, f"KERAS_DISTRIBUTION_PROCESS_ID={index} with "
+            f"KERAS_DISTRIBUTION_NUM_PROCESSES={count}: expected an index in 0..{count - 1}")
+    return index, count
+
+
 class RunDir:
-    """RUN_DIR: the folder every stage reads from and writes to."""
+    """RUN_DIR: the folder every stage reads from and writes to. In a multi-process job
+    only process 0 writes it: the others train in a private copy (`_follow`)."""
 
     def __init__(self, folder):
         require(folder.strip(), f"--run_dir={folder!r} is empty: name the run folder (say --run_dir=runs/default)")
         self.dir = folder
+
+    def _follow(self, folder):
+        """Process k > 0 of a multi-process job trains the same model as process 0 (every
+        step is a collective one) and makes the same decisions, from a private folder: a
+        link to each entry of RUN_DIR but the stage `folder`, which is copied (so that a
+        finished stage, its checkpoints and a resume are the same there); what it writes
+        stays there, NOISY_PROCESS_DIR or a temporary folder removed at exit. Process 0
+        waits to write until every process has made its copy (noisy.devices.join_job)."""
+        index, count = job_process()
+        if index == 0:
+            return
+        shadow = os.environ.get("NOISY_PROCESS_DIR") or tempfile.mkdtemp(prefix=f"noisy-process-{index}-")
+        if not os.environ.get("NOISY_PROCESS_DIR"):
+            atexit.register(shutil.rmtree, shadow, True)
+        os.makedirs(shadow, exist_ok=True)
+        require(not os.listdir(shadow), f"NOISY_PROCESS_DIR={shadow} is not empty: name a new folder")
+        for name in os.listdir(self.dir) if os.path.isdir(self.dir) else ():
+            source = os.path.join(os.path.abspath(self.dir), name)
+            if name == folder and os.path.isdir(source):
+                shutil.copytree(source, os.path.join(shadow, name), symlinks=True)
+            elif not name.startswith(".lock"):
+                os.symlink(source, os.path.join(shadow, name))
+        print(f"process {index} of {count}: process 0 writes {self.dir}; this one trains in {shadow}", flush=True)
+        self.dir = shadow
 
     def __str__(self):
         return self.dir
@@ -195,6 +236,11 @@ class RunDir:
         name by default), locked for this process; `shard` (0, 1, ...): a run that labels
         that slice only, locked for it alone, so that the slices' runs go side by side."""
         folder = folder or kind
+        if kind == "pseudo" and job_process()[0]:
+            print(f"process {job_process()[0]}: labeling is process 0's (one device), nothing to do here")
+            raise SystemExit(0)
+        if kind != "pseudo":
+            self._follow(folder)
         if kind == "student":
             require(folder and os.sep not in folder and folder not in RESERVED,
                     f"--student={folder!r}: expected a folder name for RUN_DIR/<student>, other than "
@@ -341,8 +387,12 @@ class RunDir:
         return pseudo
 
     def lock_evaluation(self):
-        """One evaluate.py at a time per run folder (one that holds a split)."""
+        """One evaluate.py at a time per run folder (one that holds a split); in process 0
+        of a multi-process job only."""
         self._require_split()
+        if job_process()[0]:
+            print(f"process {job_process()[0]}: evaluation is process 0's, nothing to do here")
+            raise SystemExit(0)
         lock(self.dir, ".lock-evaluate")
 
     def students(self, names, teacher, split=None):

@@ -1,9 +1,12 @@
 """What `fit` and `predict` read: the two `keras.utils.PyDataset`s built on image arrays
 or `NpyRows`: un-augmented batches for prediction (`ImageBatches`) and the shuffled,
-noised training stream (`NoisyStream`)."""
+noised training stream (`NoisyStream`); and the padded validation batches of data-parallel
+training (`ValidationBatches`). In a multi-process job each process's batches are its
+own part of every global batch (noisy.devices.process_part)."""
 import keras
 import numpy as np
 
+from noisy.devices import process_part
 from noisy.randaugment import augment_batch
 from noisy.errors import UserError
 
@@ -87,7 +90,34 @@ class NoisyStream(keras.utils.PyDataset):
                 batch[mask] = images[self.index[pos[mask]]]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         batch = augment_batch(batch, rng, self.randaugment, self.flip_crop)
-        return batch, self.targets[pos]
+        return process_part(batch), process_part(self.targets[pos])
 
     def on_epoch_end(self):
         self.set_epoch(self.epoch + 1)
+
+
+class ValidationBatches(keras.utils.PyDataset):
+    """(images, targets, weights) for `fit`'s validation in batches of `per_replica` (Keras'
+    default 32) per replica, the whole set padded to a multiple of `replicas` (JAX's data
+    parallelism splits every batch evenly over the devices, its last one too). Padding rows
+    weigh 0 and real ones P / N (P rows padded, N real): Keras' validation loss sums
+    weighted losses over P rows and divides by P, its weighted accuracy divides by the sum
+    of weights, so both come out as the means over the N real images, unaffected by the
+    padding. On one device: Keras' own validation batches, weights 1."""
+
+    def __init__(self, images, targets, replicas=1, per_replica=32, **kwargs):
+        super().__init__(**kwargs)
+        n = len(images)
+        padded = -(-n // replicas) * replicas
+        self.batch_size = per_replica * replicas
+        self.rows = np.concatenate([np.arange(n), np.zeros(padded - n, np.int64)])  # padding: copies of row 0
+        self.weights = np.concatenate([np.full(n, padded / n, np.float32), np.zeros(padded - n, np.float32)])
+        self.images, self.targets = images, np.asarray(targets, np.float32)
+
+    def __len__(self):
+        return -(-len(self.rows) // self.batch_size)
+
+    def __getitem__(self, i):
+        rows = self.rows[i * self.batch_size:(i + 1) * self.batch_size]
+        weights = self.weights[i * self.batch_size:(i + 1) * self.batch_size]
+        return process_part(self.images[rows]), process_part(self.targets[rows]), process_part(weights)

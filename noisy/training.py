@@ -77,8 +77,10 @@ def compile_model(model, optimizer, jit_compile="auto", label_smoothing=0.0, ste
     if str(jit_compile).lower() not in ("auto", "true", "false"):
         raise UserError(f"--jit_compile={jit_compile!r}: expected 'auto', 'true' or 'false'")
     jit = {"auto": "auto", "true": True, "false": False}[str(jit_compile).lower()]
-    model.compile(optimizer=optimizer, metrics=["accuracy"], jit_compile=jit, steps_per_execution=steps_per_execution,
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing))
+    # A weighted accuracy: the padded validation batches of data parallelism weigh their
+    # padding 0 (noisy/streams.py ValidationBatches); training batches carry no weights.
+    model.compile(optimizer=optimizer, weighted_metrics=["accuracy"], jit_compile=jit,
+                  steps_per_execution=steps_per_execution, loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing))
 
 
 class StopOnNaN(keras.callbacks.Callback):

@@ -11,6 +11,7 @@ SCHEDULES = ("cosine", "constant", "plateau")
 AUGMENTS = ("auto", "device", "cpu")  # where the input noise runs (noisy/devices.py)
 PRECISIONS = ("", "bfloat16", "float16")  # mixed precision: none, or the policy mixed_<name>
 JIT = ("auto", "true", "false")  # XLA: Keras decides, on, off (noisy/training.py compile_model)
+LR_RULES = ("auto", "linear", "sqrt", "none")  # the rate under DATA_PARALLEL (noisy/devices.py global_batch_and_rate)
 
 
 def check_training_settings(s, student=False):
@@ -40,6 +41,7 @@ def check_training_settings(s, student=False):
          "--warmup_epochs and --flat_epochs must be >= 0 and --patience >= 1"),
         (s["mixed_precision"] in PRECISIONS, f"--mixed_precision={s['mixed_precision']!r}: expected one of {PRECISIONS}"),
         (str(s["jit_compile"]).lower() in JIT, f"--jit_compile={s['jit_compile']!r}: expected 'auto', 'true' or 'false'"),
+        (s["lr_scaling"] in LR_RULES, f"--lr_scaling={s['lr_scaling']!r}: expected one of {LR_RULES}"),
         (0 <= s["seed"] < 2 ** 32, f"--seed={s['seed']}: expected an integer in [0, 2**32)"),
         (s.get("num_labeled", 0) >= 0 and s.get("num_val", 0) >= 0, "--num_labeled and --num_val must be >= 0"),
     ]
