@@ -27,10 +27,10 @@ times, since the machine is shared; each cell is the median over rounds of a fit
 median step, and each ratio variant/bare is the median over rounds of the ratio of
 neighbouring fits.
 
-Cost on the 2-core CPU: a ResNet50 step takes seconds at batch 8 and half a minute at
-batch 64 (TensorFlow; JAX's CPU convolutions are slower), and each backend compiles for
-minutes, so the default run takes about an hour there; `--batch_sizes="(8,)"
---steps="(8,)"` measures the small batch alone. On a GPU it takes minutes.
+Cost on the 2-core CPU: a ResNet50 step takes seconds at batch 8 (docs/step-cost-cpu-before.txt),
+a batch of 64 eight times the compute, and each backend compiles for a minute or more, so
+the default run takes about an hour there; `--batch_sizes="(8,)" --steps="(8,)"`
+measures the small batch alone. On a GPU it takes minutes.
 """
 import json
 import os
