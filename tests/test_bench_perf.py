@@ -22,7 +22,7 @@ def run(tmp_path, *args, backend=None):
 
 def test_step_cost_times_every_variant_on_both_backends_and_divides_by_the_same_rounds_bare(tmp_path):
     text = run(tmp_path, "bench/perf/step_cost.py", "--quick=True", "--rounds=2")
-    assert text.startswith("$ python bench/perf/step_cost.py --quick=True --rounds=2\n")
+    assert text.startswith("$ python bench/perf/step_cost.py --quick=True --rounds=2 --out=")
     assert re.search(r"; commit [0-9a-f]{7,}", text) and "cores usable" in text
     for backend in ("tensorflow", "jax"):
         section = text.split(f"\n{backend}: keras ")[1].split("\n", 1)[0]
@@ -36,7 +36,7 @@ def test_step_cost_times_every_variant_on_both_backends_and_divides_by_the_same_
         for variant, _, ratio, per_round, rounds in rows[k + 1:k + 3]:
             ratios = [float(r) for r in per_round.split(", ")]
             seconds = [float(s) for s in rounds.split(", ")]
-            assert ratios == [round(s / b, 2) for s, b in zip(seconds, bare)], (variant, ratios, seconds, bare)
+            assert all(abs(r - s / b) < 0.006 for r, s, b in zip(ratios, seconds, bare)), (variant, ratios, seconds, bare)
             assert abs(float(ratio) - sum(ratios) / 2) < 0.01  # the median of two
 
 
