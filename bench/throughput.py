@@ -1,7 +1,7 @@
 """Throughput measurement on an accelerator, for any benchmark: the dense bf16 peak of
 known devices, a model's FLOPs counted from its layers, the device's name, the GPU's busy
-fraction sampled from nvidia-smi, a callback that times the steps after the first, and a
-child process run within a time budget. bench/gpu.py is one recipe built from them."""
+fraction sampled from nvidia-smi, a callback that times every step's end and the epoch's
+end, and a child process run within a time budget. bench/gpu.py is one recipe built from them."""
 import os
 import shutil
 import signal
@@ -13,6 +13,8 @@ import numpy as np
 
 from bench.scripts import REPO
 
+# Dense bfloat16 TFLOP/s of the vendors' data sheets (V100: float16, it has no bfloat16); a
+# fraction of it is meaningful for bfloat16 steps only.
 PEAKS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L4": 121.0, "A10": 125.0, "V100": 125.0}
 
 
@@ -77,29 +79,46 @@ class GpuBusy:
 
 
 def step_clock(deadline, min_steps):
-    """A callback that times the steps after the first of fit or predict (from the first
-    step's end: compilation and worker start-up excluded), samples the GPU's busy fraction
-    meanwhile, and stops the loop at `deadline` once `min_steps` are done."""
+    """A callback that takes the time at the end of every step of fit or predict, once
+    Keras has read the step's outputs (so the step has run), samples the GPU's busy
+    fraction from the first step's end, stops the loop at `deadline` once `min_steps` are
+    done, and takes the time at the epoch's end (after the callbacks before it: fit's
+    checkpoint). `async_safe`: where no other callback needs the batch's end, Keras keeps
+    dispatching steps meanwhile and calls it from its callback thread, as without it."""
     import keras
 
     class StepClock(keras.callbacks.Callback):
+        async_safe = True
+
         def __init__(self):
             super().__init__()
-            self.steps, self.first, self.busy = 0, None, GpuBusy()
+            self.ends, self.epoch_end, self.busy = {}, None, GpuBusy()
 
-        def tick(self):
-            self.steps += 1
-            if self.steps == 1:
-                self.first = time.time()
+        def tick(self, step):
+            self.ends[step] = time.time()
+            if step == 0:
                 self.busy.start()
-            elif time.time() > deadline and self.steps >= min_steps:
+            elif time.time() > deadline and len(self.ends) >= min_steps:
                 self.model.stop_training = self.model.stop_predicting = True
 
         def on_train_batch_end(self, step, logs=None):
-            self.tick()
+            self.tick(step)
 
         def on_predict_batch_end(self, step, logs=None):
-            self.tick()
+            self.tick(step)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epoch_end = time.time()
+
+        def timed(self):
+            """(steps timed, their seconds): from the first step's end to the last's,
+            so compilation and worker start-up are left out."""
+            ends = sorted(self.ends.values())
+            return len(ends) - 1, ends[-1] - ends[0]
+
+        @property
+        def last(self):
+            return max(self.ends.values())
 
     return StepClock()
 
