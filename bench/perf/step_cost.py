@@ -47,6 +47,7 @@ import noisy  # noqa: E402  (light: the parent process never imports Keras)
 # ------------------------------------------------------------------------------ settings
 MODEL = "resnet50"          # model preset (the article's)
 BATCH_SIZES = (64, 8)       # the article's batch, and a small one where a step's compute is small
+IMAGE_SIZE = 32             # CIFAR's; 8 keeps every variable of the model at 1/16 of the compute (a GPU-like step on a CPU)
 VARIANTS = ("bare", "default", "average")  # see the docstring
 AVERAGE = 0.999             # the weight average's decay in the 'average' variant
 BACKENDS = ("tensorflow", "jax")  # one child process each
@@ -93,13 +94,13 @@ def measure():
             return median(np.diff(ends))
 
     keras.utils.set_random_seed(0)
-    model = noisy.build_resnet(MODEL, 10, (32, 32, 3))
+    model = noisy.build_resnet(MODEL, 10, (IMAGE_SIZE, IMAGE_SIZE, 3))
     noisy.compile_model(model, noisy.make_optimizer("adam", 1e-3, "plateau", 0, 0), JIT_COMPILE)
     rng = np.random.default_rng(0)
     streams, compile_s = {}, {}
     for batch in BATCH_SIZES:
         n = batch * (WARMUP + steps_for(batch))
-        images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        images = rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         targets = noisy.one_hot(rng.integers(0, 10, n), 10)
         streams[batch] = noisy.NoisyStream([(images, np.arange(n))], targets, batch)
         start = time.perf_counter()  # compile at this batch's shape (two steps)
@@ -181,7 +182,7 @@ def main():
     report(f"$ python bench/perf/step_cost.py {' '.join(sys.argv[1:])}")
     report(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; commit {commit()}; {machine()}; "
            f"load average at start {os.getloadavg()[0]:.2f}")
-    report(f"model {MODEL}, Adam lr 1e-3, jit_compile {JIT_COMPILE}; batch sizes {BATCH_SIZES}; {ROUNDS} rounds of "
+    report(f"model {MODEL} on {IMAGE_SIZE}x{IMAGE_SIZE} images, Adam lr 1e-3, jit_compile {JIT_COMPILE}; batch sizes {BATCH_SIZES}; {ROUNDS} rounds of "
            f"every variant, interleaved; per fit {WARMUP} warm-up steps, then "
            + ", ".join(f"{steps_for(b)} timed steps at batch {b}" for b in BATCH_SIZES)
            + f"; average = decay {AVERAGE}; random uint8 images; seed 0")
