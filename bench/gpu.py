@@ -9,7 +9,7 @@ parts) that ends within 8 minutes (issues #19 and #35). Its parts, in this order
   epoch   what the weight average and the epoch checkpoint cost per epoch, through the
           training scripts' `noisy.fit`: the article's defaults (float32, batch 64, Adam,
           noise on the device), once without and once with `average=AVERAGE`; each fit's
-          epoch checkpoint (model.keras with the optimizer, and average.npz) timed; the
+          epoch checkpoint (model.keras with the optimizer and, with the average, its values) timed; the
           checkpoint's write as a fraction of the epoch, and the k for which keeping one
           checkpoint every k epochs keeps it under CHECKPOINT_SHARE of an epoch.
   label   labeling images/s (predict, bfloat16).
@@ -69,7 +69,7 @@ stopped epoch still ends with its checkpoint). The epoch time is the mean step (
 step's end to the last's) x the epoch's steps; the average's cost is the difference of
 the two fits' epoch times; the checkpoint's write is the time from the last step's end
 to the end of the epoch's callbacks (noisy.fit's EpochCheckpoint: model.keras,
-random_state.npz, average.npz, history), the files written to WORK's disk.
+random_state.npz, history), the files written to WORK's disk.
 
 effect: if effect.py cannot finish in its budget, the table covers the phases that
 finished (arms 2 and 4 first) and the stage times show what each stage cost; a smaller
@@ -239,7 +239,7 @@ def epoch_part(deadline):
         found[average] = epoch, write
         report(f"  noisy.fit average={average}: {seconds / steps * 1e3:7.2f} ms/step (mean of {steps} steps, "
                f"{steps + 1} of {epoch_steps} run) -> epoch {epoch:.2f} s; checkpoint written in {write:.2f} s = "
-               f"{write / epoch:.1%} of the epoch ({', '.join(f'{n} {mb:.1f} MB' for n, mb in sizes.items())})")
+               f"{write / epoch:.1%} of the epoch ({', '.join(f'{n} {mb:.2f} MB' for n, mb in sizes.items())})")
     (plain, write), (averaged, write_averaged) = found[0.0], found[AVERAGE]
     report(f"  the weight average costs {averaged - plain:+.1f} s per epoch ({averaged / plain:.2f}x the epoch)")
     for label, epoch, seconds in (("without the average", plain, write), ("with it", averaged, write_averaged)):

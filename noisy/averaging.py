@@ -46,15 +46,21 @@ class Averaged(keras.Model):
         if not 0 < decay < 1:
             raise ValueError(f"decay must be in (0, 1). Received: decay={decay}")
         self.model, self.decay = model, decay
-        self.raw = averaged_variables(model)
+        # The model trained is used by this one only: its compiled state (optimizer,
+        # loss) is this one's, and is not saved twice.
+        model.compiled, model.optimizer = False, None
         # ONLY_FIRST_REPLICA: under tf.distribute every replica computes the same update
         # (the weights are mirrored), and one is kept.
         self.average = [self.add_weight(shape=v.shape, dtype=v.dtype, trainable=False, name=f"average_{i}",
                                         initializer=keras.initializers.Constant(ops.convert_to_numpy(v)),
                                         aggregation="only_first_replica")
-                        for i, v in enumerate(self.raw)]
+                        for i, v in enumerate(averaged_variables(model))]
         self.updates = self.add_weight(shape=(), dtype="int32", trainable=False, name="average_updates",
                                        initializer="zeros", aggregation="only_first_replica")
+
+    @property
+    def raw(self):  # a property: a list of variables kept as an attribute would be saved a second time
+        return averaged_variables(self.model)
 
     def call(self, inputs, training=False):
         return self.model(inputs, training=training)
@@ -95,9 +101,11 @@ class Averaged(keras.Model):
             average.assign(kept)
 
     def averaged_model(self):
-        """The wrapped model with the average as its weights (what a stage keeps)."""
+        """The wrapped model with the average as its weights, compiled as this one (what a
+        stage keeps)."""
         for average, raw in zip(self.average, self.raw):
             raw.assign(average.value)
+        self.model.compile_from_config(self.get_compile_config())
         return self.model
 
     def get_config(self):
@@ -113,8 +121,9 @@ class Averaged(keras.Model):
 def with_average(model, decay):
     """`Averaged(model, decay)` compiled as `model` is (its optimizer, loss, metrics, XLA
     choice), to fit in its place."""
+    config = model.get_compile_config()
     averaged = Averaged(model, decay)
-    averaged.compile_from_config(model.get_compile_config())
+    averaged.compile_from_config(config)
     return averaged
 
 

@@ -93,7 +93,7 @@ class StopOnNaN(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise UserError(f"training loss became {loss} in epoch {epoch + 1}; lower --lr "
-                            "or check the data (the last finished epoch is kept for resume)")
+                            "or check the data (the last checkpoint is kept for resume)")
 
 
 class AfterEpoch(keras.callbacks.Callback):
@@ -230,8 +230,10 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
     resumed = load_resume_point(stage_dir)
     history, initial_epoch = [], 0
     if resumed:
-        model, initial_epoch, history = resumed
+        compiled, (model, initial_epoch, history) = model, resumed
         require_average(model, stage_dir, average)
+        # How fast, not what: the checkpoint's compile settings give way to this run's.
+        model.jit_compile, model.steps_per_execution = compiled.jit_compile, compiled.steps_per_execution
         interrupted.resume_epoch = initial_epoch - 1
         # Messages count epochs from 1, as Keras' "Epoch 3/36" lines do; files count from 0.
         print(f"resuming {stage_dir} after epoch {initial_epoch} of {epochs} "

@@ -35,18 +35,27 @@ TEACHER = ["--num_labeled=80", "--num_val=40", "--model=tiny", "--batch_size=32"
 
 
 @pytest.fixture(scope="session")
-def finished_run_template(tmp_path_factory):
+def finished_run_template(tmp_path_factory, worker_id):
     """(data .npz, run folder) with a finished 1-epoch teacher, pseudo-labels and student
-    on the synthetic data, made once per test session: copy it, never change it."""
-    folder = tmp_path_factory.mktemp("finished")
-    x_train, y_train = synthetic_images(400, 4, seed=1)
-    x_test, y_test = synthetic_images(80, 4, seed=2)
-    npz = str(folder / "synthetic.npz")
-    np.savez(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    run = str(folder / "run")
-    run_script("train_teacher.py", f"--data={npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
-    run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
-    run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32")
+    on the synthetic data, made once per test session and shared by the xdist workers
+    (the first makes it under a lock, the others wait for it): copy it, never change it."""
+    import fcntl
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if worker_id != "master" else root
+    folder = root / "finished"
+    npz, run = str(folder / "synthetic.npz"), str(folder / "run")
+    with open(root / "finished.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            x_train, y_train = synthetic_images(400, 4, seed=1)
+            x_test, y_test = synthetic_images(80, 4, seed=2)
+            np.savez(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+            run_script("train_teacher.py", f"--data={npz}", f"--run_dir={run}", "--epochs=1", *TEACHER)
+            run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0")
+            run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32")
+            (folder / "done").write_text("")
     return npz, run
 
 
