@@ -41,6 +41,7 @@ def run_with_two_students(finished_run_template, tmp_path_factory):
     return run
 
 
+@pytest.mark.xdist_group("run_with_two_students")  # one worker makes the run once
 def test_every_student_is_scored_with_and_without_tta(run_with_two_students):
     import keras
     run = run_with_two_students
@@ -73,6 +74,7 @@ def test_every_student_is_scored_with_and_without_tta(run_with_two_students):
     assert "![corruptions](corruptions.png)" in page and "| weather (snow, frost, fog) |" in page
 
 
+@pytest.mark.xdist_group("run_with_two_students")  # one worker makes the run once
 def test_chosen_students_only_and_a_student_of_another_teacher_is_refused(run_with_two_students):
     run = run_with_two_students
     run_script("evaluate.py", f"--run_dir={run}", "--students=student2", "--severities=()", "--tta=False",
