@@ -61,9 +61,7 @@ keras = noisy.import_keras()  # here: --help and bad settings answer before Tens
 
 keras.utils.set_random_seed(SEED)
 scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
-if DATA_PARALLEL:
-    settings["replicas"] = replicas  # the global batch: a resume on another device count is refused
-batch_size, lr, rule = noisy.global_batch_and_rate(BATCH_SIZE, LR, replicas, OPTIMIZER, LR_SCALING)
+batch_size, lr, rule = noisy.global_batch_and_rate(BATCH_SIZE, LR, replicas, OPTIMIZER, LR_SCALING, settings)
 jit_compile = noisy.resolve_jit(JIT_COMPILE, replicas)  # no XLA under TensorFlow's MirroredStrategy
 noise_on_cpu, noise_on_device = noisy.noise_placement(settings, NOISE, AUGMENT)
 noisy.where_it_runs(replicas, settings["augment"])

@@ -117,11 +117,15 @@ def resolve_jit(jit_compile, replicas):
     return jit
 
 
-def global_batch_and_rate(batch_size, lr, replicas, optimizer, rule="auto"):
+def global_batch_and_rate(batch_size, lr, replicas, optimizer, rule="auto", settings=None):
     """(global batch, its learning rate, the rule used) for BATCH_SIZE images per replica:
     the rate times `replicas` ('linear': SGD's rule, Goyal et al. 2017), times its square
     root ('sqrt') or unchanged ('none'); 'auto' is linear for sgd and none for adam
-    (docs/SETTINGS.md says why)."""
+    (docs/SETTINGS.md says why). With a stage's `settings` under DATA_PARALLEL, records
+    `replicas` in them: the global batch is part of what the stage trains, so a resume on
+    another device count is refused."""
+    if settings is not None and settings["data_parallel"]:
+        settings["replicas"] = replicas
     if rule == "auto":
         rule = "linear" if optimizer == "sgd" else "none"
     factor = {"linear": replicas, "sqrt": math.sqrt(replicas), "none": 1}[rule]
