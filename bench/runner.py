@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from bench.ledger import vouch_results, vouched_results
-from bench.scripts import REPO, run_script
+from bench.perf.common import REPO, run_script
 from noisy.errors import UserError, require
 from noisy.files import read_json, save_json
 from noisy.rundir import RunDir

@@ -11,7 +11,7 @@ from noisy.quiet import import_keras
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log: errors only (a user's choice wins)
 # oneDNN's CPU kernels. TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI or
 # BF16, AVX-VNNI or AMX; elsewhere (AVX2 servers and laptops) its Eigen kernels train our
-# CPU student 3x slower, most of the time in page faults (bench/cpu_env.py,
+# CPU student 3x slower, most of the time in page faults (bench/perf/cpu_env.py,
 # docs/cpu-env.txt). Set before TensorFlow loads; TF_ENABLE_ONEDNN_OPTS=0 in the shell wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 _LIGHT = {"noisy.errors", "noisy.settings", "noisy.stages", "noisy.pseudo", "noisy.images", "noisy.rundir",

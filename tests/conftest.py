@@ -8,7 +8,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from bench.scripts import run_script  # noqa: E402,F401  (the tests' way to run a stage)
+from bench.perf.common import run_script  # noqa: E402,F401  (the tests' way to run a stage)
 import noisy  # noqa: E402,F401  (its environment defaults, before a test module loads TensorFlow)
 
 

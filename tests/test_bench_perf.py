@@ -1,5 +1,5 @@
 """The speed benchmarks in their smallest modes, so that they cannot rot:
-bench/perf/step_cost.py (both backends, each in its child process) and bench/gpu.py's
+bench/perf/step_cost.py (both backends, each in its child process) and bench/perf/gpu.py's
 dry run on this CPU (its train, epoch and label parts, without XLA, whose compilation
 takes minutes on this CPU; effect.py left out: minutes too)."""
 import math
@@ -42,7 +42,7 @@ def test_step_cost_times_every_variant_and_divides_by_the_same_rounds_bare(tmp_p
 
 def test_gpu_dry_run_sets_each_rows_precision_and_measures_the_epochs_costs(tmp_path):
     # bfloat16 first: a float32 row after it must not inherit its policy through clear_session.
-    text = run(tmp_path, "bench/gpu.py", "--dry_run=True", "--parts=('train','epoch','label')", "--steps=3",
+    text = run(tmp_path, "bench/perf/gpu.py", "--dry_run=True", "--parts=('train','epoch','label')", "--steps=3",
                "--train_runs=(('bfloat16',8,'sgd','cpu'),('',8,'adam','device'))", "--epoch_images=192",
                "--epoch_augment=cpu", "--label_images=1024", "--peak_tflops=100.0", "--jit_compile=false",
                "--train_seconds=150", "--epoch_seconds=100", f"--work={tmp_path / 'work'}")

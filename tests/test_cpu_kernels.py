@@ -30,13 +30,13 @@ def test_noisy_turns_onednn_on_before_tensorflow_loads_and_the_shell_wins():
 
 def test_the_timing_bench_passes_on_a_failing_childs_own_error():
     # Keras' numpy backend cannot train: the child refuses it, after the parent's checks.
-    result = subprocess.run([sys.executable, "bench/cpu_env.py", "--environments=onednn", "--repeats=1"], cwd=REPO,
+    result = subprocess.run([sys.executable, "bench/perf/cpu_env.py", "--environments=onednn", "--repeats=1"], cwd=REPO,
                             capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND="numpy"))
     lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
-    assert lines[0] == ("error: the onednn child failed (exit 2): bench/cpu_env.py times TensorFlow's CPU kernels: "
+    assert lines[0] == ("error: the onednn child failed (exit 2): bench/perf/cpu_env.py times TensorFlow's CPU kernels: "
                         "run it with KERAS_BACKEND=tensorflow")
     # A bad RandAugment setting is refused before any child starts.
-    result = subprocess.run([sys.executable, "bench/cpu_env.py", "--magnitude=99"], cwd=REPO, capture_output=True,
+    result = subprocess.run([sys.executable, "bench/perf/cpu_env.py", "--magnitude=99"], cwd=REPO, capture_output=True,
                             text=True)
     assert result.returncode == 2 and result.stderr.startswith("error: --num_ops=2 --magnitude=99: magnitude must")

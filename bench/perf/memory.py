@@ -2,8 +2,8 @@
 epoch on a pool of 500,000 synthetic images (1.5 GB), against the pool's size (issue #4,
 item 3).
 
-    python bench/memory.py                    # 500,000 images
-    python bench/memory.py --images=2000000   # 6 GB
+    python bench/perf/memory.py                    # 500,000 images
+    python bench/perf/memory.py --images=2000000   # 6 GB
 
 Images are read by rows with os.pread (noisy.streams.NpyRows), balancing works on indices,
 and the student's stream gathers each batch on demand, so neither stage holds the pool.
@@ -21,9 +21,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.scripts import REPO  # noqa: E402
-from bench.synthetic_run import synthetic_images, teacher_run  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from bench.perf.common import REPO, synthetic_images, teacher_run  # noqa: E402
 from noisy.settings import configure  # noqa: E402
 from noisy.errors import install_error_hook  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Throughput measurement on an accelerator, for any benchmark: the dense bf16 peak of
 known devices, a model's FLOPs counted from its layers, the device's name, the GPU's busy
 fraction sampled from nvidia-smi, a callback that times every step's end and the epoch's
-end, and a child process run within a time budget. bench/gpu.py is one recipe built from them."""
+end, and a child process run within a time budget. bench/perf/gpu.py is one recipe built from them."""
 import os
 import shutil
 import signal
@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from bench.scripts import REPO
+from bench.perf.common import REPO
 
 # Dense bfloat16 TFLOP/s of the vendors' data sheets (V100: float16, it has no bfloat16); a
 # fraction of it is meaningful for bfloat16 steps only.
