@@ -1,193 +1,224 @@
 """Does Noisy Student help, and by how much? Runs the pipeline's own four scripts for six
-arms and several seeds and writes a table of test accuracy, mean +- std over seeds.
+arms and several seeds and writes a table of test accuracy, mean ± std over seeds
+(bench/table.py), with pseudo-label counts and accuracy per round.
 
-Arms (issue #3): 1 teacher without noise (article experiment 1); 2 teacher with noise
-(experiment 2, also the supervised baseline with the student's noise); 3 noised student of
-teacher 1; 4 noised student of teacher 2; 5 student of teacher 2 trained without noise
-(the paper's ablation); 6 a second round, student 4 as the teacher. Per round it also
-records how many pseudo-labels were kept and how many of them are correct.
+The arms of one seed: 1 teacher without noise; 2 teacher with noise (the supervised
+baseline); 3 noised student of teacher 1; 4 noised student of teacher 2 (the method);
+5 student of teacher 2 without noise (the paper's ablation); 6 a second round, student 4
+as the teacher. "Noise" is RandAugment, flip and crop, dropout and stochastic depth.
 
-    python bench/effect.py --config=cpu --data=/tmp/cifar10 --out=runs/effect-cpu
-    python bench/effect.py --config=full --data=cifar10 --out=runs/effect-full   # CINIC-10 as the unlabeled set
+    python bench/effect.py --config=cpu --data=/tmp/cifar10 --seeds="(0, 1, 2)" --out=runs/effect-cpu
     python bench/effect.py --config=cpu --out=runs/effect-cpu --table_only=True   # the table so far
-    python bench/effect.py --config=cpu --student_images=750000 --out=runs/effect-cpu-750k  # a smaller student budget
-    python bench/effect.py --config=cpu --seeds="(0,)" --data=/tmp/cifar10 --out=runs/effect-gpu \
+    python bench/effect.py --config=full --data=cifar10 --out=runs/effect-full     # CINIC-10 as the unlabeled set
+    python bench/effect.py --config=cpu --seeds="(0,)" --data=/tmp/cifar10 --out=runs/effect-gpu \\
         --train_args='("--augment=device","--jit_compile=true")'   # on a GPU: noise in the train step, XLA
 
-Configurations (all choices made before seeing any test number; nothing is selected on
-the test set):
-- cpu:  4,000 labels (400 per class, drawn by seed), a 2,000-image validation split
-        (keeps each model's best epoch), the other 44,000 training images as the
-        unlabeled pool; the fast `resnet9_w16` (0.41M parameters) for teachers and
-        students; SGD (Nesterov, 0.1, weight decay 5e-4, cosine), batch 128, float32;
-        teachers 80 epochs (320k images seen), students a budget of 1.5M images each;
-        pseudo-labels above 0.3, hard, 3,000 per class (most confident first), labeled
-        images 3 times per student epoch, label smoothing 0.1 for students; noise
-        RandAugment N=2 M=5, dropout 0.2, stochastic depth to survival 0.9. All chosen
-        on the validation split of seed 0 (docs/RESULTS.md; the student's budget, label
-        type and label smoothing with bench/student_sweep.py and bench/val_metrics.py).
-        docs/RESULTS.md gives its table, its cost on 2 CPU cores and how the
-        students' budget was chosen.
-- full: the article's: all 50,000 labels less a 5,000-image validation split for
-        checkpoint selection, ResNet50, Adam 0.001 flat for 250 epochs then
-        ReduceLROnPlateau / EarlyStopping to 300, batch 64, and CINIC-10's ImageNet
-        images as the unlabeled set (pseudo_label.py's default; --unlabeled=<folder>
-        for others), as the article used ImageNet images.
-- smoke: a check of the runner itself on tiny data (80 labels, the `tiny` model, one
-        teacher epoch, 600-image students): minutes on a CPU, no evidence.
+Configurations (CONFIGS below; chosen on validation splits, never on the test set,
+docs/RESULTS.md): `cpu`, 4,000 labels and `resnet9_w16`, 143-160 min per seed on 2 CPU
+cores; `full`, the article's (all labels, ResNet50, CINIC-10 as the unlabeled images);
+`smoke`, tiny data and model, a check of the runner itself (minutes on a CPU, no evidence).
 
-The run folder keeps each arm's RUN_DIR (bench/arms.py says which), the logs, this
-script's source and the resolved settings next to the table (effect.md, effect.json,
-effect.png); a folder made with other settings is refused. The stages run in four
-phases over all seeds (arms 2 and 4; arm 5; arms 1 and 3; arm 6), and the table is
-rewritten after each, marked partial until every arm has every seed. Every stage script
-runs every time and says "nothing to do" (seconds) for a stage it finished with these
-settings and inputs; a training stopped mid-way resumes from its last epoch, so a killed
-runner continues where it stopped; an evaluation already made with the runner's
-settings of the models there now is not made again. The table counts only stages this
-runner ran or checked under the folder's record (bench/ledger.py): one made by hand since,
-or copied in, is left out until the runner runs it again. PHASES runs some phases only (a session
-too short for a whole seed, say: `--phases="(3,)"` makes arms 1 and 3 alone); phases 2
-and 4 are refused before anything runs unless phase 1's student is finished.
+The stages run in four phases over all seeds (arms 2 and 4; arm 5; arms 1 and 3; arm 6),
+the table rewritten after each. Every stage script runs every time and decides itself:
+"nothing to do" for a stage finished with these settings and inputs, a resume for one
+stopped mid-way, a refusal for one made otherwise. So a killed runner is resumed by
+running the same command again. OUT/settings.json records the configuration and data;
+another is refused. OUT/seed<N>/<folder>/log-<script>.txt keeps each stage's output.
 """
+import json
 import os
+import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench import arms  # noqa: E402
-from bench.configs import CONFIGS, resolve  # noqa: E402
-from bench.ledger import LEDGER, vouch  # noqa: E402
-from bench.runner import (check_record, done, epochs_for, evaluate, link, recorded_seeds, require_train_args,  # noqa: E402
-                          run, student_settings, write_record)
-from bench.table import collect, write_table  # noqa: E402
-from noisy.data import require_source, source_sha256  # noqa: E402
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from bench.table import EVALUATE_ARGS, collect, finished, folder, read, scores, write_table  # noqa: E402
+from noisy.data import require_source  # noqa: E402
 from noisy.errors import install_error_hook, require  # noqa: E402
-from noisy.files import read_json  # noqa: E402
-from noisy.settings import configure  # noqa: E402
+from noisy.settings import configure, settings_block  # noqa: E402
 
 # ------------------------------------------------------------------------------ settings
-CONFIG = "cpu"            # 'cpu', 'full' or 'smoke' (see the docstring)
+CONFIG = "cpu"            # 'cpu', 'full' or 'smoke'
 DATA = "cifar10"          # labeled source: 'cifar10', a class-folder directory or an .npz
-UNLABELED = ""            # '' = pseudo_label.py's default (cpu: the split's unlabeled pool; full: CINIC-10); or a folder
+UNLABELED = ""            # '' = pseudo_label.py's default (cpu: the split's unused images; full: CINIC-10), or a folder
 OUT = "runs/effect"       # folder for all runs and the table
-SEEDS = (0, 1, 2)         # one full set of arms per seed (a folder's table covers every seed it has run)
-TABLE_ONLY = False        # True = write the table of the folder's own record (configuration, seeds) so far; train nothing
-STUDENT_IMAGES = 0        # a student's budget of images seen; 0 = the configuration's (cpu: 1.5M)
-PHASES = (1, 2, 3, 4)     # the phases to run now: 1 arms 2 and 4, 2 arm 5, 3 arms 1 and 3, 4 arm 6 (2 and 4 need 1 finished)
-TRAIN_ARGS = ()           # extra --name=value settings for both training scripts (not one the runner or the configuration sets per seed, arm or script), e.g. '("--augment=device","--jit_compile=true")'
+SEEDS = (0, 1, 2)         # one full set of arms per seed
+TABLE_ONLY = False        # True = write the table of OUT's runs so far (its own settings.json); train nothing
+STUDENT_IMAGES = 0        # a student's budget of images seen; 0 = the configuration's
+PHASES = (1, 2, 3, 4)     # 1 arms 2 and 4, 2 arm 5, 3 arms 1 and 3, 4 arm 6 (2 and 4 need 1 finished)
+TRAIN_ARGS = ()           # extra '--name=value' settings for both training scripts, e.g. '("--augment=device",)'
 # ------------------------------------------------------------------------------
+
+# teacher: train_teacher.py only; train: both training scripts; student: train_student.py
+# only; a student trains for student_images images seen (epochs from its data size) or
+# for student_epochs epochs.
+CONFIGS = {
+    "cpu": dict(  # teachers of 80 epochs since issue #24 (40 before: docs/RESULTS.md)
+        teacher=["--num_labeled=4000", "--num_val=2000", "--model=resnet9_w16", "--epochs=80", "--warmup_epochs=2"],
+        train=["--batch_size=128", "--optimizer=sgd", "--lr=0.1", "--weight_decay=5e-4", "--schedule=cosine",
+               "--workers=2", "--num_ops=2", "--magnitude=5", "--dropout=0.2", "--survival_last=0.9"],
+        student=["--warmup_epochs=1", "--label_smoothing=0.1"], labeled_copies=3,
+        pseudo=["--threshold=0.3", "--per_class=3000", "--soft=False"], student_images=1_500_000,
+        student_epochs=None),
+    "full": dict(
+        teacher=["--num_labeled=0", "--num_val=5000", "--model=resnet50", "--epochs=300"],
+        train=["--batch_size=64", "--optimizer=adam", "--lr=0.001", "--schedule=plateau", "--flat_epochs=250",
+               "--patience=10"],
+        student=[], labeled_copies=1, pseudo=["--threshold=0.75"], student_images=None, student_epochs=300),
+    "smoke": dict(
+        teacher=["--num_labeled=80", "--num_val=20", "--model=tiny", "--epochs=1"], train=["--batch_size=32"],
+        student=[], labeled_copies=2, pseudo=["--threshold=0.0"], student_images=600, student_epochs=None),
+}
+# Set by the runner per seed, arm or script: not for --train_args.
+RUNNER_SETS = ("run_dir", "data", "seed", "noise", "epochs", "retrain", "labeled_copies")
+
+
+def run(script, run_dir, *args):
+    """One stage script on run_dir, its output appended to run_dir/log-<script>.txt."""
+    os.makedirs(run_dir, exist_ok=True)
+    log, start = os.path.join(run_dir, f"log-{script[:-3]}.txt"), time.time()
+    with open(log, "a") as f:
+        f.write(f"$ {script} {' '.join(args)}\n")
+        f.flush()
+        code = subprocess.run([sys.executable, os.path.join(REPO, script), f"--run_dir={run_dir}", *args], cwd=REPO,
+                              stdout=f, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).returncode
+        f.write(f"# exit code {code} after {time.time() - start:.0f} s, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    print(f"  {script} {run_dir}: {'ok' if code == 0 else 'FAILED'} in {time.time() - start:.0f} s", flush=True)
+    require(code == 0, f"{script} failed in {run_dir} (exit code {code}); see {log}")
+
+
+def link(run_dir, name, target):
+    """run_dir/name -> target, a stage another arm made; refused where it is anything else."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, name)
+    if not os.path.lexists(path):
+        os.symlink(os.path.relpath(target, run_dir), path)
+    require(os.path.islink(path) and os.path.realpath(path) == os.path.realpath(target),
+            f"{path} should be a link to {target} (the runner shares that stage); delete it and rerun")
 
 
 def phases(seed, cfg):
-    """The stages of one seed in four phases: arms 2 and 4 (the method's pair), arm 5 (its
-    ablation), arms 1 and 3, arm 6. Every seed finishes a phase before any seed starts
-    the next, so the comparisons the issue targets have all seeds first; each phase
-    evaluates what it trained. Every stage script runs every time: it says "nothing to
-    do" for a stage it finished with these settings and inputs, and refuses one made
-    otherwise."""
-    a, b, c, d = (arms.folder(OUT, seed, arm) for arm in (1, 2, 5, 6))
-    data = [f"--data={os.path.abspath(DATA) if DATA != 'cifar10' else DATA}", f"--seed={seed}"]
-    noised = [f"--seed={seed}", "--noise=True"]
+    """One seed's four phases: arms 2 and 4, arm 5, arms 1 and 3, arm 6. Each evaluates
+    what it trained, unless results.json already scores those models (bench/table.py)."""
+    a, b, c, d = (folder(OUT, seed, arm) for arm in (1, 2, 5, 6))
+    data = [f"--data={DATA if DATA == 'cifar10' else os.path.abspath(DATA)}", f"--seed={seed}"]
+    student = [*cfg["train"], *cfg["student"], f"--labeled_copies={cfg['labeled_copies']}", f"--seed={seed}"]
     unlabeled = [f"--unlabeled={os.path.abspath(UNLABELED)}"] if UNLABELED else []
 
-    def stage(script, run_dir, *args):  # made or found finished with these arguments: the ledger's
-        run(script, run_dir, *args)
-        vouch(OUT, run_dir, script)
+    def evaluate(run_dir):
+        if scores(run_dir) is None:
+            run("evaluate.py", run_dir, *EVALUATE_ARGS[os.path.basename(run_dir)])
 
-    def pseudo_and_student(run_dir):
-        stage("pseudo_label.py", run_dir, *cfg["pseudo"], *unlabeled)
-        epochs = cfg["student_epochs"] or epochs_for(run_dir, cfg["student_images"], cfg["labeled_copies"])
-        stage("train_student.py", run_dir, *student_settings(cfg), f"--epochs={epochs}", *noised)
+    def pseudo_and_student(run_dir):  # a student's epochs see about student_images images
+        run("pseudo_label.py", run_dir, *cfg["pseudo"], *unlabeled)
+        balanced = read(os.path.join(run_dir, "pseudo", "summary.json"))["balanced"]
+        labeled = len(np.load(os.path.join(run_dir, "data", "labeled.npy"), mmap_mode="r")) * cfg["labeled_copies"]
+        epochs = cfg["student_epochs"] or max(1, round(cfg["student_images"] / (labeled + balanced)))
+        run("train_student.py", run_dir, *student, f"--epochs={epochs}", "--noise=True")
+        evaluate(run_dir)
 
     def teacher_and_student(run_dir, noise):  # arms 2 + 4, or arms 1 + 3
-        stage("train_teacher.py", run_dir, *data, *cfg["teacher"], *cfg["train"], f"--noise={noise}")
+        run("train_teacher.py", run_dir, *data, *cfg["teacher"], *cfg["train"], f"--noise={noise}")
         pseudo_and_student(run_dir)
-        evaluate(OUT, run_dir, *arms.EVALUATE_ARGS[os.path.basename(run_dir)])  # robustness: arms 2 and 4
 
-    def plain_student():  # arm 5 shares teacher 2 and its labels
+    def plain_student():  # arm 5: teacher 2, its pseudo-labels and student 4's epochs
         for name in ("data", "teacher", "pseudo"):
             link(c, name, os.path.join(b, name))
-        epochs = read_json(os.path.join(b, "student", "config.json"), "rerun phase 1")["epochs"]
-        stage("train_student.py", c, *student_settings(cfg), f"--seed={seed}", "--noise=False", f"--epochs={epochs}")
-        evaluate(OUT, c, *arms.EVALUATE_ARGS[os.path.basename(c)])
+        epochs = finished(os.path.join(b, "student"))["epochs"]
+        run("train_student.py", c, *student, "--noise=False", f"--epochs={epochs}")
+        evaluate(c)
 
     def second_round():  # arm 6: student 4 becomes the teacher
         link(d, "data", os.path.join(b, "data"))
         link(d, "teacher", os.path.join(b, "student"))
         pseudo_and_student(d)
-        evaluate(OUT, d, *arms.EVALUATE_ARGS[os.path.basename(d)])
 
-    return [lambda: teacher_and_student(b, True), plain_student, lambda: teacher_and_student(a, False),
-            second_round]
+    return [lambda: teacher_and_student(b, True), plain_student, lambda: teacher_and_student(a, False), second_round]
 
 
-def record():
-    """What this folder's table is of: the configuration (resolved), its sources (absolute
-    paths, so that the same folder named from elsewhere is the same, and what their files
-    hold: arms made in later phases must not read a folder changed in between) and
-    the seeds."""
-    data = DATA if DATA == "cifar10" else os.path.abspath(DATA)
-    unlabeled = UNLABELED and os.path.abspath(UNLABELED)
-    return {"config": CONFIG, "resolved": CONFIGS[CONFIG], "data": data, "unlabeled": unlabeled,
-            "data_sha256": None if data == "cifar10" else source_sha256(data),  # the download is fixed
-            "unlabeled_sha256": source_sha256(unlabeled) if unlabeled else None, "seeds": list(SEEDS)}
+def flat(record):
+    """A record's values but its seeds, those of a dict one level down ('resolved.epochs')."""
+    return {f"{key}.{name}" if isinstance(value, dict) else key: v for key, value in record.items() if key != "seeds"
+            for name, v in (value.items() if isinstance(value, dict) else [(key, value)])}
 
 
-def read_held_record(out):
-    """out/settings.json, for a table of what the folder holds: a record of this code's
-    runner (its configuration, seeds and ledger), of data whose files hold what they held."""
-    path = os.path.join(out, "settings.json")
-    held = read_json(path, f"is {out} a folder bench/effect.py ran in?")
-    require(isinstance(held, dict) and held.get("config") in CONFIGS and isinstance(held.get("seeds"), list)
-            and all(type(s) is int for s in held["seeds"]),
-            f"{path} is not a record of bench/effect.py (a configuration and a list of seeds); use another --out")
-    require("data_sha256" in held and os.path.isfile(os.path.join(out, LEDGER)),
-            f"{out} was recorded by an earlier bench/effect.py, or no stage of it has finished (it has no "
-            f"{'data_sha256' if 'data_sha256' not in held else LEDGER}): its table is the one that code writes "
-            "(its effect.py is beside the table)")
-    for name in ("data", "unlabeled"):
-        if held.get(f"{name}_sha256"):
-            require(source_sha256(held[name]) == held[f"{name}_sha256"],
-                    f"--{name}={held[name]} changed since {out}'s runs were made (the bytes of its files differ "
-                    "from the record's): the folder's scores are not of the data there now")
-    return held
+def check_settings(record):
+    """OUT/settings.json: refused in one line where it records another configuration or
+    data than `record` (its seeds grow as seeds are added); returns what to write."""
+    path = os.path.join(OUT, "settings.json")
+    if not os.path.exists(path):
+        return record
+    held = read(path)
+    require(isinstance(held, dict) and isinstance(held.get("seeds"), list),
+            f"{path} is not a record of bench/effect.py; use another --out")
+    old, new = flat(held), flat(record)
+    differ = [f"{key} {old.get(key)!r} (now {new.get(key)!r})" for key in sorted(set(old) | set(new))
+              if old.get(key) != new.get(key)]
+    require(not differ, f"{OUT} holds runs made with other settings: {'; '.join(differ)}; use another --out")
+    return dict(record, seeds=sorted(set(held["seeds"]) | set(record["seeds"])))
+
+
+def check_train_args():
+    """TRAIN_ARGS may set what both training scripts take and the runner leaves alike."""
+    require(all(isinstance(a, str) and a.startswith("--") and "=" in a for a in TRAIN_ARGS),
+            f"--train_args={TRAIN_ARGS!r}: expected a tuple of '--name=value' strings")
+    both = set.intersection(*({name.lower() for name, _, _ in settings_block(os.path.join(REPO, script))}
+                              for script in ("train_teacher.py", "train_student.py")))
+    one_script = {a[2:].split("=", 1)[0] for a in (*CONFIGS[CONFIG]["teacher"], *CONFIGS[CONFIG]["student"])}
+    for name in (a[2:].split("=", 1)[0] for a in TRAIN_ARGS):
+        require(name not in RUNNER_SETS, f"--train_args: --{name} is set by the runner itself (per seed or arm)")
+        require(name not in one_script, f"--train_args: --{name} is set by the configuration for the teacher or "
+                "the student alone; make a configuration for it instead")
+        require(name in both, f"--train_args: --{name} is not a setting of both train_teacher.py and train_student.py")
 
 
 if __name__ == "__main__":
     install_error_hook()
     configure(globals())
-    if TABLE_ONLY:  # of the folder's own record (its configuration and seeds), whatever the command line says
-        held = read_held_record(OUT)
-        write_table(OUT, held["config"], {seed: collect(OUT, seed) for seed in held["seeds"]}, None,
-                    settings=held.get("resolved"))
+    if TABLE_ONLY:  # of the folder's own record, whatever the command line says
+        held = read(os.path.join(OUT, "settings.json"))
+        require(isinstance(held, dict) and held.get("config") in CONFIGS and isinstance(held.get("seeds"), list),
+                f"{OUT}/settings.json: no record of bench/effect.py there (a configuration and seeds); check --out")
+        write_table(OUT, held["config"], {seed: collect(OUT, seed) for seed in held["seeds"]},
+                    f"Table of {OUT}'s runs so far (its settings.json), by `python bench/effect.py "
+                    f"{' '.join(sys.argv[1:])}`", held["resolved"])
         raise SystemExit(0)
-    # Every setting is checked before the folder's record is written: a typo must not claim --out.
+    # Every setting is checked before OUT/settings.json is written: a typo must not claim --out.
     require(CONFIG in CONFIGS, f"--config={CONFIG!r}: expected one of {sorted(CONFIGS)}")
-    require(len(SEEDS) >= 1 and all(type(s) is int and 0 <= s < 2**32 for s in SEEDS) and len(set(SEEDS)) == len(SEEDS),
+    require(len(SEEDS) >= 1 and len(set(SEEDS)) == len(SEEDS) and all(type(s) is int and 0 <= s < 2**32 for s in SEEDS),
             f"--seeds={SEEDS!r}: expected distinct integers in [0, 2**32)")
-    require(STUDENT_IMAGES >= 0, f"--student_images={STUDENT_IMAGES}: expected a number of images, or 0 for the configuration's")
-    require_train_args("--train_args", TRAIN_ARGS, CONFIGS[CONFIG])
-    require(len(PHASES) >= 1 and all(type(p) is int and 1 <= p <= 4 for p in PHASES), f"--phases={PHASES!r}: expected some of (1, 2, 3, 4)")
+    require(STUDENT_IMAGES >= 0, f"--student_images={STUDENT_IMAGES}: expected a number of images, or 0")
+    require(len(PHASES) >= 1 and all(type(p) is int and 1 <= p <= 4 for p in PHASES),
+            f"--phases={PHASES!r}: expected some of (1, 2, 3, 4)")
+    check_train_args()
     require_source(DATA)
     require(not UNLABELED or os.path.isdir(UNLABELED) or (UNLABELED.endswith(".npy") and os.path.isfile(UNLABELED)),
             f"--unlabeled={UNLABELED!r}: expected '' (pseudo_label.py's default), an existing folder or .npy file")
-    CONFIGS[CONFIG] = resolve(CONFIG, STUDENT_IMAGES, tuple(TRAIN_ARGS))  # what every stage and the saved settings use
-    made_of = record()
-    check_record(OUT, made_of)  # a folder of other settings is refused before anything is written
-    # Arm 5 shares arm 4's teacher, labels and epochs; arm 6 is arm 4's student's.
-    if 1 not in PHASES and {2, 4} & set(PHASES):
-        for seed in SEEDS:
-            require(done(arms.folder(OUT, seed, 2), "student"),
-                    f"--phases={PHASES}: phases 2 and 4 build on phase 1, and seed {seed}'s arm 4 "
-                    f"({arms.folder(OUT, seed, 2)}/student) is not finished; add phase 1")
+    cfg = dict(CONFIGS[CONFIG], train=[*CONFIGS[CONFIG]["train"], *TRAIN_ARGS])  # the scripts take a name's last value
+    if STUDENT_IMAGES:
+        cfg.update(student_images=STUDENT_IMAGES, student_epochs=None)
+    record = check_settings({"config": CONFIG, "resolved": cfg, "data": DATA if DATA == "cifar10" else
+                             os.path.abspath(DATA), "unlabeled": UNLABELED and os.path.abspath(UNLABELED),
+                             "seeds": list(SEEDS)})
+    for seed in SEEDS if {2, 4} & set(PHASES) and 1 not in PHASES else ():
+        require(finished(os.path.join(folder(OUT, seed, 2), "student")),
+                f"--phases={PHASES}: phases 2 and 4 build on phase 1, and seed {seed}'s arm 4 "
+                f"({folder(OUT, seed, 2)}/student) is not finished; add phase 1")
     os.makedirs(OUT, exist_ok=True)
-    write_record(OUT, made_of, os.path.abspath(__file__))  # the code next to its result
-    start = time.time()
-    plan = {seed: phases(seed, CONFIGS[CONFIG]) for seed in SEEDS}
+    with open(os.path.join(OUT, "settings.json"), "w") as f:
+        json.dump(record, f, indent=1)
+    with open(__file__) as source, open(os.path.join(OUT, "effect.py"), "w") as copy:
+        copy.write(source.read())  # the code beside its result
+    start, plan = time.time(), {seed: phases(seed, cfg) for seed in SEEDS}
     for phase in sorted(PHASES):
         for seed in SEEDS:
             print(f"phase {phase}, seed {seed}", flush=True)
             plan[seed][phase - 1]()
-        write_table(OUT, CONFIG, {seed: collect(OUT, seed) for seed in recorded_seeds(OUT)}, time.time() - start,
-                    settings=CONFIGS[CONFIG])  # after every phase, of every seed the folder holds
+        write_table(OUT, CONFIG, {seed: collect(OUT, seed) for seed in record["seeds"]},
+                    f"Command: `python bench/effect.py {' '.join(sys.argv[1:])}`; wall time of this invocation "
+                    f"{(time.time() - start) / 60:.0f} min (stages an earlier one finished not in it).", cfg,
+                    time.time() - start)

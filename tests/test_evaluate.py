@@ -94,18 +94,3 @@ def test_chosen_students_only_and_a_student_of_another_teacher_is_refused(run_wi
     assert "--student=student2 --retrain=True" in error
     error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", "--students=student,nobody", check=False))
     assert f"{run}/nobody/config.json not found" in error
-
-
-def test_val_metrics_scores_the_validation_split_the_stage_chose_its_epoch_on(finished_run):
-    """bench/val_metrics.py (issue #18's choices are made with it, never on the test set):
-    a stage's validation accuracy is the one its history recorded for the saved epoch."""
-    import csv
-    out = run_script(os.path.join("bench", "val_metrics.py"), f"--stages=('{finished_run}/teacher',"
-                     f"'{finished_run}/student')", "--corruptions=('contrast',)", "--severity=5")
-    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert [r["stage"] for r in rows] == [f"{finished_run}/teacher", f"{finished_run}/student"]
-    for row in rows:
-        with open(os.path.join(row["stage"], "history.csv")) as f:
-            best = max(float(r["val_accuracy"]) for r in csv.DictReader(f))
-        assert row["accuracy"] == pytest.approx(best, abs=1e-6)
-        assert 0 <= row["ece"] <= 1 and 0 <= row["corrupted_accuracy"] <= 1

@@ -21,7 +21,7 @@ the first WARMUP steps of each fit are left out (worker start-up, the average's 
 eager operations). The callback is `async_safe`: in the bare fit Keras still dispatches
 its batch-end work asynchronously, as without callbacks, and takes the time in its
 callback thread. Work at the epoch's end (the checkpoint's write, validation) is not a
-step and is not counted here: bench/gpu.py measures the checkpoint's write per epoch.
+step and is not counted here: bench/perf/gpu.py measures the checkpoint's write per epoch.
 The variants are interleaved (their order rotated every round) and repeated ROUNDS
 times, since the machine is shared; each cell is the median over rounds of a fit's
 median step, and each ratio variant/bare is the median over rounds of the ratio of
