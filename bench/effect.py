@@ -185,7 +185,7 @@ if __name__ == "__main__":
                 f"{OUT}/settings.json: no record of bench/effect.py there (a configuration and seeds); check --out")
         write_table(OUT, held["config"], {seed: collect(OUT, seed) for seed in held["seeds"]},
                     f"Table of {OUT}'s runs so far (its settings.json), by `python bench/effect.py "
-                    f"{' '.join(sys.argv[1:])}`", held["resolved"])
+                    f"{' '.join(sys.argv[1:])}`", held.get("resolved"))
         raise SystemExit(0)
     # Every setting is checked before OUT/settings.json is written: a typo must not claim --out.
     require(CONFIG in CONFIGS, f"--config={CONFIG!r}: expected one of {sorted(CONFIGS)}")
@@ -209,8 +209,9 @@ if __name__ == "__main__":
                 f"--phases={PHASES}: phases 2 and 4 build on phase 1, and seed {seed}'s arm 4 "
                 f"({folder(OUT, seed, 2)}/student) is not finished; add phase 1")
     os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "settings.json"), "w") as f:
+    with open(os.path.join(OUT, "settings.json.tmp"), "w") as f:  # made current by one rename: never half-written
         json.dump(record, f, indent=1)
+    os.replace(os.path.join(OUT, "settings.json.tmp"), os.path.join(OUT, "settings.json"))
     with open(__file__) as source, open(os.path.join(OUT, "effect.py"), "w") as copy:
         copy.write(source.read())  # the code beside its result
     start, plan = time.time(), {seed: phases(seed, cfg) for seed in SEEDS}

@@ -77,22 +77,17 @@ def finished(stage_dir):
     return config if isinstance(config, dict) and config.get("complete") is True else None
 
 
-def made_from(config, key):
-    return (config.get(key) or {}).get("run_id")
-
-
 def lineage(run_dir, upto="student"):
     """{stage: run id} of run_dir's teacher, pseudo-labels and (upto="student") student,
-    where each is finished and made from the ones before it; else None."""
+    where each is finished and made from the ones before it (by run id); else None."""
     stages = ("teacher", "pseudo", "student")[:("teacher", "pseudo", "student").index(upto) + 1]
-    configs = [finished(os.path.join(run_dir, stage)) for stage in stages]
-    if None in configs:
+    configs = {stage: finished(os.path.join(run_dir, stage)) for stage in stages}
+    if None in configs.values():
         return None
-    ids = {stage: config["run_id"] for stage, config in zip(stages, configs)}
-    for stage, config in zip(stages[1:], configs[1:]):
-        if any(made_from(config, earlier) != ids[earlier] for earlier in stages[:stages.index(stage)]):
-            return None
-    return ids
+    ids = {stage: config["run_id"] for stage, config in configs.items()}
+    made_from = all((configs[stage].get(before) or {}).get("run_id") == ids[before]
+                    for i, stage in enumerate(stages) for before in stages[:i])
+    return ids if made_from else None
 
 
 def evaluation_settings(args):
