@@ -381,6 +381,7 @@ if __name__ == "__main__":
     noisy.require(not unknown, f"--parts: unknown {sorted(unknown)}; expected some of train, epoch, label, effect")
     if PART:  # a child: the parent relays its output to OUT
         OUT, begun = "", time.time()
+        noisy.import_keras()  # first: without TensorFlow's start-up notices, and under JAX without TensorFlow
         # The parent kills at PART_SECONDS; stop measuring a little before, to report.
         {"train": train_part, "epoch": epoch_part, "label": label_part}[PART](begun + 0.9 * PART_SECONDS - 5)
     else:

@@ -218,6 +218,7 @@ if __name__ == "__main__":
         given = {arg[2:].split("=", 1)[0].upper() for arg in sys.argv[1:]}
         globals().update({k: v for k, v in QUICK_SETTINGS.items() if k not in given})
     if CHILD:
+        noisy.import_keras()  # first: without TensorFlow's start-up notices, and under JAX without TensorFlow
         result = measure()
         with open(CHILD, "w") as f:
             json.dump(result, f)
