@@ -20,7 +20,7 @@ import os
 from noisy.errors import UserError, require
 from noisy.files import read_json, save_json
 from noisy.rundir import SCRIPTS
-from noisy.verify import file_sha256
+from noisy.files import sha256 as file_sha256
 
 LEDGER = "ledger.json"
 # The stages a stage rests on (itself and the inputs its script checks): what its script

@@ -435,7 +435,7 @@ def test_the_table_counts_only_stages_the_runner_ran_under_the_folder_s_record(o
 
 
 def test_a_round_s_pseudo_labels_are_counted_as_their_stage_wrote_them(out):
-    from noisy.verify import file_sha256
+    from noisy.files import sha256 as file_sha256
     b = arms.folder(str(out), 0, 2)
     finished_stages(b)
     summary = os.path.join(b, "pseudo", "summary.json")
