@@ -53,7 +53,7 @@ teacher = run.teacher(split)
 
 # 1. The unlabeled pool: an image file and the rows of it to label.
 pool = run.pool(UNLABELED, split, CINIC_PER_CLASS, SEED)
-stage.check(training=False, split=split, teacher=teacher.run_id, teacher_sha256=teacher.model_sha256,
+stage.check(split=split, teacher=teacher.run_id, teacher_sha256=teacher.model_sha256,
             pool=pool.identity)  # nothing to do, or refused, before a single prediction
 
 # 2. Predict with the un-noised teacher: predict() runs the model in inference mode.
@@ -71,13 +71,13 @@ balanced = keep[noisy.balance_classes(classes[keep], confidence[keep], split.num
 targets = noisy.soften(probs[balanced], TEMPERATURE) if SOFT else noisy.one_hot(classes[balanced], split.num_classes)
 
 # 5. Write the stage: every check passed, so only now are finished pseudo-labels replaced.
-stage.begin(training=False)
+stage.begin()
 summary = noisy.labeling_summary(pool, classes, keep, balanced, split.class_names)
 stage.save("pool_probs.npy", probs)
 stage.save("indices.npy", pool.rows[balanced])
 stage.save("targets.npy", targets)
 stage.save("summary.json", summary)
-stage.finish({"pool_file": run.relative(pool.file), "pool_rows": len(pool.rows), "data": split.config,
-              "teacher": teacher.config})
+stage.finish({"pool_file": run.relative(pool.file), "pool_record": pool.record, "pool_rows": len(pool.rows),
+              "data": split.config, "teacher": teacher.config})
 noisy.print_summary(summary, THRESHOLD, time.time() - started)
 print(f"wrote {stage.dir}/")

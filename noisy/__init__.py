@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log: erro
 # docs/cpu-env.txt). Set before TensorFlow loads; TF_ENABLE_ONEDNN_OPTS=0 in the shell wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 _LIGHT = {"noisy.errors", "noisy.settings", "noisy.stages", "noisy.pseudo", "noisy.images", "noisy.rundir",
-          "noisy.files", "noisy.data", "noisy.verify", "noisy.locks", "noisy.report", "noisy.plots",
+          "noisy.files", "noisy.arrays", "noisy.unlabeled", "noisy.data", "noisy.locks", "noisy.report", "noisy.plots",
           "noisy.metrics", "noisy.presets", "noisy.randaugment", "noisy.training_checks"}  # no Keras in them
 
 _EXPORTS = {
@@ -24,7 +24,8 @@ _EXPORTS = {
     "noisy.devices": ("barrier", "configure_devices", "global_batch_and_rate", "job_size", "noise_placement",
                       "resolve_augment", "resolve_jit", "where_it_runs"),
     "noisy.errors": ("UserError", "install_error_hook", "require"),
-    "noisy.files": ("NpyRows", "load_model", "read_json", "save_json", "save_text"),
+    "noisy.arrays": ("NpyRows",),
+    "noisy.files": ("load_model", "read_json", "save_json", "save_text"),
     "noisy.pseudo": ("balance_classes", "check_labeling_settings", "labeling_summary", "print_summary",
                      "require_some_kept", "soften", "teacher_probabilities"),
     "noisy.randaugment": ("RandAugment",),

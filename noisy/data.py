@@ -19,8 +19,8 @@ import shutil
 
 import numpy as np
 
-from noisy.files import NpyRows, file_stat, load_npy, read_json, save_json, save_npy
-from noisy.verify import changed_files, file_sha256
+from noisy.arrays import NpyRows, load_npy
+from noisy.files import file_record, file_stat, read_json, recorded_files, save_json, save_npy, sha256, unchanged
 from noisy.images import decode_images, list_images, warn_skipped
 from noisy.errors import UserError
 
@@ -158,8 +158,8 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
         if differ and config.get("complete"):
             raise UserError(f"{data_dir} holds a split made with other data settings: {'; '.join(differ)}; "
                             "use a new --run_dir for other data settings")
-        if config.get("complete") and all(os.path.isfile(os.path.join(data_dir, f)) for f in DATA_FILES) \
-                and not changed_files(data_dir, config.get("files_sha256", {})) \
+        records = recorded_files(config)
+        if config.get("complete") and all(unchanged(os.path.join(data_dir, f), records.get(f)) for f in DATA_FILES) \
                 and config.get("fingerprint") == source_fingerprint(source):
             return config, data_dir  # else a file or the source changed since: read it again (a new split waits)
     print(f"reading {wanted['source']} ...", flush=True)
@@ -173,7 +173,7 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
     config = dict(wanted, fingerprint=source_fingerprint(source), class_names=names, num_classes=len(names),
                   image_shape=list(x_train.shape[1:]), num_train=len(y_train), num_test=len(y_test),
                   num_unlabeled=len(unlabeled), complete=True,
-                  files_sha256={name: file_sha256(os.path.join(folder, name)) for name in DATA_FILES})
+                  files={name: file_record(os.path.join(folder, name)) for name in DATA_FILES})
     save_json(os.path.join(folder, "config.json"), config)
     return config, folder
 
@@ -224,7 +224,7 @@ def source_sha256(source):
 
     def content(path):  # a link to nothing (skipped by the readers, as file_stat says): where it leads
         try:
-            return file_sha256(path)
+            return sha256(path)
         except OSError:
             if not os.path.islink(path):
                 raise
@@ -242,15 +242,16 @@ def commit_split(folder, data_dir):
         os.replace(folder, data_dir)
 
 
-def split_id(data_dir, config):
-    """sha256 (16 hex digits) of what a split is: its source and settings and the content
-    of every file of it (images, labels, the labeled / validation / unlabeled indices), so
-    a file changed or re-cached from a changed source changes it, and so does any field of
-    its config.json (classes, shapes, counts). About 0.2 s for CIFAR-10."""
-    described = {k: v for k, v in config.items() if k not in ("complete", "fingerprint", "files_sha256")}  # every field read later
+def split_id(config):
+    """sha256 (16 hex digits) of what a split is: its source and settings and the recorded
+    content of every file of it (images, labels, the labeled / validation / unlabeled
+    indices), so a file changed or re-cached from a changed source changes it, and so does
+    any field of its config.json (classes, shapes, counts). Its caller checks the files."""
+    described = {k: v for k, v in config.items() if k not in ("complete", "fingerprint", "files_sha256", "files")}
     digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
+    records = recorded_files(config)
     for name in DATA_FILES:
-        digest.update(file_sha256(os.path.join(data_dir, name)).encode())
+        digest.update(records[name]["sha256"].encode())
     return digest.hexdigest()[:16]
 
 

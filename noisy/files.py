@@ -1,18 +1,22 @@
-"""Files written atomically, and read with one-line errors.
+"""Files written atomically, read with one-line errors, and recorded so that a reader can
+tell they are the ones written.
 
-Every file is written under a temporary name in the same folder and renamed into place
-(`os.replace` is atomic on POSIX), so a killed stage leaves either the old file or the new
-one, never half of one. Whether a file is the one its stage wrote is noisy/verify.py's.
+A file is written under a temporary name in its folder and renamed into place, so a
+killed stage leaves the old file or the new one, never half of one. Its writer records
+its sha256, size and modification time (`file_record`); a reader hashes it again only
+when the size or time differs (`unchanged`, DVC's way), so checking an unchanged run
+folder costs nothing, and a folder copied elsewhere (new times, same bytes) still passes.
 """
 import contextlib
+import hashlib
 import json
 import os
 import shutil
-import zipfile
 
 import numpy as np
 
 from noisy.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -47,41 +51,6 @@ def save_npy(path, array):
         np.save(tmp, array)
 
 
-def save_arrays(path, values):
-    """Save a list of arrays as an .npz (arr_0, arr_1, ...), atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, *values)
-
-
-def load_arrays(path):
-    """The list of arrays `save_arrays` saved, in its order (ValueError: not such a file)."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return [f[f"arr_{i}"] for i in range(len(f.files))]
-    except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path} is not an .npz of arrays as save_arrays writes ({type(e).__name__})") from None
-
-
-def fits(arrays, variables):
-    """Whether saved `arrays` (load_arrays) are one per variable, shape for shape: what a
-    checkpoint's weight average or random-number states must be to be put back."""
-    return len(arrays) == len(variables) and all(tuple(a.shape) == tuple(v.shape) for a, v in zip(arrays, variables))
-
-
-@contextlib.contextmanager
-def _h5_notices_hidden():
-    """Keras logs through absl that H5 is a legacy format (when saving) and that a loaded
-    H5 model's metrics are not built yet: the user chose the format, so these say nothing."""
-    import logging
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def save_model(path, model):
     with atomic_path(path) as tmp, _h5_notices_hidden():
         model.save(tmp)
@@ -95,28 +64,21 @@ def _jsonable(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def relative_to_run(path, run_dir):
-    """`path` relative to `run_dir` when it lies inside it (so a run folder can be moved),
-    else absolute."""
-    path, run_dir = os.path.abspath(path), os.path.abspath(run_dir)
-    return os.path.relpath(path, run_dir) if path.startswith(run_dir + os.sep) else path
-
-
-def file_stat(path):
-    """os.stat of `path`; of the link itself where `path` is a link to nothing (or a loop
-    of links), which the image readers skip as an unreadable file (with a warning), so
-    that a source's identity is defined, and changes once the link leads somewhere."""
+@contextlib.contextmanager
+def _h5_notices_hidden():
+    """Keras logs through absl that H5 is a legacy format (saving) and that a loaded H5
+    model's metrics are not built yet: the user chose the format, so these say nothing."""
+    import logging
+    logger, level = logging.getLogger("absl"), logging.getLogger("absl").level
+    logger.setLevel(logging.ERROR)
     try:
-        return os.stat(path)
-    except OSError:
-        if not os.path.islink(path):
-            raise
-        return os.lstat(path)
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def read_json(path, what):
-    """json.load of `path`, which must hold a JSON object; a damaged file is a UserError
-    naming it and `what` to do."""
+    """The JSON object in `path`; a missing or damaged file is a UserError naming `what` to do."""
     try:
         with open(path) as f:
             value = json.load(f)
@@ -127,93 +89,67 @@ def read_json(path, what):
     return value
 
 
-def load_model(path, stage):
-    """keras.models.load_model with a clear error for a missing or damaged file."""
+def load_model(path, script):
+    """keras.models.load_model, a missing or damaged file as one line."""
     from noisy.quiet import import_keras
-    import_keras()  # here, without TensorFlow's start-up notices: a stage reads its inputs before Keras loads
-    import keras
+    keras = import_keras()  # here, without TensorFlow's start-up notices
     if not os.path.isfile(path):
-        raise UserError(f"{path} not found: run {stage} first (or check --run_dir)")
+        raise UserError(f"{path} not found: run {script} first (or check --run_dir)")
     try:
         with _h5_notices_hidden():
             return keras.models.load_model(path)
     except Exception as e:  # zip, h5 and deserialisation errors come in many types
         raise UserError(f"{path} cannot be loaded as a Keras model ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}); rerun {stage}") from None
+                        f"{str(e).splitlines()[0] if str(e) else ''}); rerun {script}") from None
 
 
-def load_npy(path, mmap=True):
-    """np.load with a clear error; large arrays are memory-mapped, not read into RAM."""
-    with npy_errors(path):
-        return np.load(path, mmap_mode="r" if mmap else None)
+def relative_to_run(path, run_dir):
+    """`path` relative to `run_dir` when inside it (so a run folder can move), else absolute."""
+    path, run_dir = os.path.abspath(path), os.path.abspath(run_dir)
+    return os.path.relpath(path, run_dir) if path.startswith(run_dir + os.sep) else path
 
 
-@contextlib.contextmanager
-def npy_errors(path):
-    """A missing or unreadable .npy file as one line naming it."""
+def file_stat(path):
+    """os.stat of `path`, or of the link itself where it leads nowhere (the image readers
+    skip it with a warning), so that a folder's identity is defined."""
     try:
-        yield
-    except FileNotFoundError:
-        raise UserError(f"{path} not found") from None
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path} is not a readable .npy file ({e})") from None
+        return os.stat(path)
+    except OSError:
+        if not os.path.islink(path):
+            raise
+        return os.lstat(path)
 
 
-class NpyRows:
-    """Rows of a .npy image file read on demand with `os.pread`: `rows[indices]` returns a
-    fresh array, and nothing else stays in memory. Unlike `np.load(mmap_mode='r')`, the
-    pages read are not mapped into the process, so a pool larger than RAM is read in one
-    pass without the process's resident memory growing with it. Pickles by path, so
-    PyDataset worker processes each open their own file."""
+# ------------------------------------------------------------------ records of written files
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    def __init__(self, path):
-        self.path = path
-        with npy_errors(path), open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            self.shape, fortran, self.dtype = read_header(f)
-            self.offset = f.tell()
-        if fortran or self.dtype.hasobject or not self.shape:
-            raise UserError(f"{path} is not a plain C-ordered array; save it with np.save")
-        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        if os.path.getsize(path) < self.offset + self.shape[0] * self.row_bytes:
-            raise UserError(f"{path} is truncated: {os.path.getsize(path)} bytes, its header promises "
-                            f"{self.offset + self.shape[0] * self.row_bytes}; write it again")
-        self._fd = None
 
-    def __len__(self):
-        return self.shape[0]
+def file_record(path, known=None):
+    """{sha256, size, mtime_ns} of `path` as it is now; the sha256 is taken from `known`,
+    not computed, where `known` has the file's size and modification time."""
+    stat = os.stat(path)
+    same = known and (known.get("size"), known.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
+    return {"sha256": known["sha256"] if same else sha256(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
-    def __getstate__(self):
-        return dict(self.__dict__, _fd=None)
 
-    def __getitem__(self, index):
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        if isinstance(index, slice):
-            index = np.arange(*index.indices(len(self)))
-        index = np.asarray(index, np.int64)
-        if index.ndim != 1:
-            raise IndexError("NpyRows takes a slice or a 1-d array of row numbers")
-        if len(index) and (index.min() < 0 or index.max() >= len(self)):
-            raise IndexError(f"row out of range for {self.path} with {len(self)} rows")
-        out = np.empty((len(index),) + tuple(self.shape[1:]), self.dtype)
-        order = np.argsort(index, kind="stable")
-        sorted_rows = index[order]
-        # Read each run of consecutive rows with one call.
-        breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
-        for run in np.split(np.arange(len(index)), breaks):
-            if not len(run):
-                continue
-            first, count = sorted_rows[run[0]], len(run)
-            data = os.pread(self._fd, count * self.row_bytes, self.offset + first * self.row_bytes)
-            out[order[run]] = np.frombuffer(data, self.dtype).reshape((count,) + tuple(self.shape[1:]))
-        return out
+def unchanged(path, record):
+    """Whether `path` is the file `record` describes: same size and modification time, or
+    (a copy, say) same size and sha256. A record without size (older code) is hashed."""
+    if not record or not os.path.isfile(path) or os.path.getsize(path) != record.get("size", os.path.getsize(path)):
+        return False
+    return file_record(path, record)["sha256"] == record["sha256"]
 
-    def __del__(self):
-        if getattr(self, "_fd", None) is not None:
-            try:
-                os.close(self._fd)
-            except (OSError, TypeError, AttributeError):  # at interpreter exit `os` may be gone already
-                pass
+
+def recorded_files(config):
+    """{name: record} of the files a config.json records (older code: sha256 only)."""
+    if "files" in config:
+        return config["files"]
+    files = {name: {"sha256": digest} for name, digest in config.get("files_sha256", {}).items()}
+    if config.get("model_sha256"):
+        files[config.get("model_file", "model.keras")] = {"sha256": config["model_sha256"]}
+    return files

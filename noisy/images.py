@@ -9,9 +9,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from noisy.files import file_stat, read_json, save_json, save_text
+from noisy.files import file_record, file_stat, read_json, save_json, save_text, unchanged
 from noisy.errors import UserError
-from noisy.verify import file_sha256
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 Image.MAX_IMAGE_PIXELS = 20_000 ** 2  # allow large photos, still refuse decompression bombs
@@ -136,12 +135,12 @@ def cache_image_folder(folder, cache_root, size, paths=None):
     if os.path.isfile(source_file) and os.path.isfile(pool_file):
         record = read_json(source_file, f"delete {cache} to decode the folder again")
         kept = record.get("kept")
-        if isinstance(kept, int) and kept > 0 and record.get("sha256") == file_sha256(pool_file):
+        if isinstance(kept, int) and kept > 0 and unchanged(pool_file, record.get("file")):
             print(f"reusing {pool_file} ({kept} images from {folder})", flush=True)
             return pool_file, kept, key
         # A cache changed or damaged since it was written is made again (stages that used
         # it recorded its sha256, and refuse the new file if it differs).
-        print(f"{pool_file} is not the cache as it was written (its record or sha256 differs): decoding the "
+        print(f"{pool_file} is not the cache as it was written (its record or content differs): decoding the "
               "folder again", flush=True)
     print(f"reading {len(paths)} images from {folder} into {pool_file} ...", flush=True)
     kept = images_to_npy(paths, pool_file, size)
@@ -149,5 +148,5 @@ def cache_image_folder(folder, cache_root, size, paths=None):
         raise UserError(f"--unlabeled: none of the {len(paths)} files in {folder} could be read as an image")
     save_text(os.path.join(cache, "files.txt"), "\n".join(kept) + "\n")
     save_json(source_file, {"folder": os.path.abspath(folder), "identity": key, "kept": len(kept),
-                            "sha256": file_sha256(pool_file)})
+                            "file": file_record(pool_file)})
     return pool_file, len(kept), key

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 
 from noisy.errors import UserError, require
-from noisy.files import load_npy, read_json, save_json, save_npy
-from noisy.verify import file_sha256, verify
+from noisy.arrays import load_npy
+from noisy.files import read_json, save_json, save_npy, sha256
 
 
 def check_labeling_settings(s):
@@ -137,7 +137,7 @@ def save_shard(shard_dir, shard, num_shards, pool_id, probs):
     """Save one slice of the pool's teacher probabilities with what it was made from."""
     stem = os.path.join(shard_dir, f"probs-{shard:04d}-of-{num_shards:04d}")
     save_npy(stem + ".npy", probs)
-    save_json(stem + ".json", dict(pool_id, shard=shard, rows=len(probs), sha256=file_sha256(stem + ".npy")))
+    save_json(stem + ".json", dict(pool_id, shard=shard, rows=len(probs), sha256=sha256(stem + ".npy")))
 
 
 def merge_shards(shard_dir, num_shards, pool_id):
@@ -153,8 +153,10 @@ def merge_shards(shard_dir, num_shards, pool_id):
         stale = [k for k in pool_id if meta.get(k) != pool_id[k]]
         if stale:
             raise UserError(f"{stem}.json was made with another {', '.join(stale)}; label shard {shard} again")
-        verify(stem + ".npy", meta.get("sha256", ""), f"pseudo_label.py --num_shards={num_shards} --shard={shard}",
-               f"{os.path.basename(stem)}.json")
+        if sha256(stem + ".npy") != meta.get("sha256"):  # read whole anyway: hashed, not dated
+            raise UserError(f"{stem}.npy is not the file pseudo_label.py --num_shards={num_shards} --shard={shard} "
+                            f"wrote (its sha256 differs from the one {os.path.basename(stem)}.json records); label "
+                            f"shard {shard} again")
         parts.append(load_npy(stem + ".npy", mmap=False))
     if missing:
         raise UserError(f"{shard_dir}: shard(s) {', '.join(missing)} of {num_shards} not labeled yet; "

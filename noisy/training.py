@@ -28,7 +28,8 @@ import sys
 import keras
 import numpy as np
 
-from noisy.files import fits, load_arrays, save_arrays, save_json, save_model, save_text
+from noisy.arrays import fits, load_arrays, save_arrays
+from noisy.files import save_json, save_model, save_text
 from noisy.averaging import Averaged, SwapInAverage, require_average, with_average
 from noisy.errors import UserError, interrupted
 

@@ -10,7 +10,7 @@ from noisy.data import commit_split, load_source, prepare_data, split_indices
 from noisy.images import images_to_npy
 from noisy.pseudo import balance_classes
 from noisy.streams import ImageBatches, NoisyStream
-from noisy.files import NpyRows
+from noisy.arrays import NpyRows
 from noisy.randaugment import RandAugment
 from noisy.errors import UserError
 

@@ -181,7 +181,7 @@ def test_a_damaged_random_state_is_refused_in_words_of_its_own(tmp_path):
 
 def test_a_random_state_of_another_model_is_refused(tmp_path):
     from noisy.errors import UserError
-    from noisy.files import save_arrays
+    from noisy.arrays import save_arrays
     run = dict(lr=0.01, flat_epochs=3, patience=3, schedule="constant", dropout=0.5)
     train(tmp_path / "killed", epochs=1, **run)
     state = tmp_path / "killed" / "resume" / "epoch-0000" / "random_state.npz"

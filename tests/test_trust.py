@@ -16,8 +16,8 @@ from conftest import REPO, TEACHER, run_script, synthetic_images
 from noisy.images import cache_image_folder, folder_identity
 from noisy.errors import UserError, one_line
 from noisy.locks import lock, unlock
-from noisy.stages import begin_stage, check_stage, differences, finish_stage, identity
-from noisy.files import NpyRows
+from noisy.stages import Stage, differences, identity
+from noisy.arrays import NpyRows
 from noisy.training import load_resume_point
 from test_pipeline import one_line_error
 
@@ -87,34 +87,40 @@ def test_identity_ignores_runtime_settings_and_names_every_difference():
 
 
 def test_resume_checkpoints_are_used_only_under_the_identity_they_were_made_with(tmp_path, capsys):
-    stage = str(tmp_path / "student")
-    made = identity({"epochs": 5}, {"pseudo": "p1"})
-    begin_stage(stage, "student", made, retrain=False)
-    with open(os.path.join(stage, "resume", "latest.json"), "w") as f:
+    folder = str(tmp_path / "student")
+
+    def student(epochs, pseudo="p1", retrain=False):
+        stage = Stage("student", folder, {"epochs": epochs}, retrain)
+        stage.inputs = {"pseudo": pseudo}
+        return stage
+
+    student(5).begin()
+    with open(os.path.join(folder, "resume", "latest.json"), "w") as f:
         json.dump({"epoch": 1}, f)  # as if killed after epoch 1
-    begin_stage(stage, "student", made, retrain=False)  # the same: resumes
-    assert os.path.isfile(os.path.join(stage, "resume", "latest.json"))
+    assert student(5).begin() is True  # the same: resumes
+    assert os.path.isfile(os.path.join(folder, "resume", "latest.json"))
     with pytest.raises(UserError, match=r'cannot resume .*: inputs.pseudo "p1" \(now "p2"\); rerun with those'):
-        check_stage(stage, "student", identity({"epochs": 5}, {"pseudo": "p2"}), retrain=False)
-    begin_stage(stage, "student", identity({"epochs": 6}, {"pseudo": "p1"}), retrain=True)  # starts afresh
-    assert not os.path.exists(os.path.join(stage, "resume", "latest.json"))
-    finish_stage(stage, {"model": "tiny"}, made)
+        student(5, "p2").check(pseudo="p2")
+    student(6, retrain=True).begin()  # starts afresh
+    assert not os.path.exists(os.path.join(folder, "resume", "latest.json"))
+    made = student(5)
+    made.check(pseudo="p1")
+    made.finish({"model": "tiny"})
     with pytest.raises(SystemExit) as done:
-        check_stage(stage, "student", made, retrain=False)
+        student(5).check(pseudo="p1")
     assert done.value.code == 0 and "already holds a finished student" in capsys.readouterr().out
     # Checkpoints of an abandoned retrain beside it: asking for the finished student is still
     # "nothing to do"; asking for anything else names the checkpoints' settings.
-    other = identity({"epochs": 7}, {"pseudo": "p1"})
-    begin_stage(stage, "student", other, retrain=True)
-    with open(os.path.join(stage, "resume", "latest.json"), "w") as f:
+    student(7, retrain=True).begin()
+    with open(os.path.join(folder, "resume", "latest.json"), "w") as f:
         json.dump({"epoch": 0}, f)
     with pytest.raises(SystemExit) as done:
-        check_stage(stage, "student", made, retrain=False)
+        student(5).check(pseudo="p1")
     assert done.value.code == 0
-    assert check_stage(stage, "student", other, retrain=False) is True  # the retrain resumes
+    assert student(7).check(pseudo="p1") is True  # the retrain resumes
     with pytest.raises(UserError, match=r"holds a student made with other settings or inputs: settings.epochs 5 "
                                         r"\(now 8\)"):
-        check_stage(stage, "student", identity({"epochs": 8}, {"pseudo": "p1"}), retrain=False)
+        student(8).check(pseudo="p1")
 
 
 def image_folder(folder):
@@ -144,8 +150,9 @@ def test_a_cache_changed_or_damaged_since_it_was_written_is_decoded_again(damage
     folder = tmp_path / "pool"
     images = image_folder(folder)
     file, count, key = cache_image_folder(str(folder), str(tmp_path / "cache"), 8)
-    if damage == "pixels":  # same shape, other pixels
+    if damage == "pixels":  # same shape, other pixels, written a moment later
         np.save(file, 255 - np.load(file))
+        os.utime(file, ns=(time.time_ns(), os.stat(file).st_mtime_ns + 10**6))
     else:
         (tmp_path / "cache" / key / "source.json").write_text("{}")
     assert cache_image_folder(str(folder), str(tmp_path / "cache"), 8) == (file, 3, key)
@@ -386,13 +393,16 @@ def test_a_changed_output_of_a_finished_stage_is_refused_by_its_rerun_and_its_co
 
 def test_a_retrain_leaves_the_finished_stage_whole_until_it_finishes(tmp_path):
     stage = str(tmp_path / "teacher")
-    finish_stage(stage, {"model": "tiny"}, identity({"epochs": 1}, {}), files=())
+    first = Stage("teacher", stage, {"epochs": 1})
+    first.check()
+    first.finish({"model": "tiny"})
     (tmp_path / "teacher" / "history.csv").write_text("epoch\n0\n")
     before = config_bytes(str(tmp_path), "teacher")
-    begin_stage(stage, "teacher", identity({"epochs": 2}, {}), retrain=True)
+    retrain = Stage("teacher", stage, {"epochs": 2}, retrain=True)
+    retrain.begin()
     assert config_bytes(str(tmp_path), "teacher") == before  # still the finished teacher
     (tmp_path / "teacher" / "resume" / "history.csv").write_text("epoch\n0\n1\n")  # as fit writes it
     assert (tmp_path / "teacher" / "history.csv").read_text() == "epoch\n0\n"
-    finish_stage(stage, {"model": "tiny"}, identity({"epochs": 2}, {}))
+    retrain.finish({"model": "tiny"})
     assert (tmp_path / "teacher" / "history.csv").read_text() == "epoch\n0\n1\n"
     assert json.load(open(os.path.join(stage, "config.json")))["identity"]["settings"] == {"epochs": 2}

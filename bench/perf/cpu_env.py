@@ -74,8 +74,8 @@ def measure():
     import noisy
     require(keras.backend.backend() == "tensorflow", "bench/perf/cpu_env.py times TensorFlow's CPU kernels: run it with "
             "KERAS_BACKEND=tensorflow")
-    from noisy.stages import environment
-    onednn = environment()["cpu_kernels"] == "onednn"  # the stages' own record of the kernels
+    from noisy.stages import provenance
+    onednn = provenance()["cpu_kernels"] == "onednn"  # the stages' own record of the kernels
     images, labels = synthetic_images(STEPS * BATCH_SIZE, seed=4)
     stream = noisy.NoisyStream([(images, np.arange(len(images)))], noisy.one_hot(labels, 10), BATCH_SIZE,
                                randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE), flip_crop=True, seed=0,
