@@ -6,7 +6,7 @@ reads its settings, and answers `--help`, before TensorFlow loads."""
 import importlib
 import os
 
-from noisy.quiet import import_keras
+from noisy.backend import import_keras
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log: errors only (a user's choice wins)
 # oneDNN's CPU kernels. TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI or

@@ -16,7 +16,7 @@ import sys
 
 import keras
 
-from noisy.quiet import startup_notices_hidden
+from noisy.backend import startup_notices_hidden
 from noisy.errors import UserError
 from noisy.rundir import job_process
 from noisy.training_checks import PRECISIONS

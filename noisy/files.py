@@ -91,7 +91,7 @@ def read_json(path, what):
 
 def load_model(path, script):
     """keras.models.load_model, a missing or damaged file as one line."""
-    from noisy.quiet import import_keras
+    from noisy.backend import import_keras
     keras = import_keras()  # here, without TensorFlow's start-up notices
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: run {script} first (or check --run_dir)")

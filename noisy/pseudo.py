@@ -33,7 +33,7 @@ def teacher_probabilities(teacher, pool, batch_size, workers, stage, num_shards=
     shard_id = dict(stage.identity["inputs"], pool_rows=len(pool.rows))
     if num_shards > 1 and shard == -1:
         return merge_shards(shard_dir, num_shards, shard_id)
-    from noisy.quiet import import_keras
+    from noisy.backend import import_keras
     import_keras()  # without TensorFlow's start-up notices
     from noisy.devices import where_it_runs
     from noisy.streams import ImageBatches

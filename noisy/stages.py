@@ -45,7 +45,7 @@ def provenance():
     resume): the backend, library versions, TensorFlow's CPU kernels (oneDNN and Eigen
     round differently) and the code's version (`git describe`)."""
     import importlib.metadata
-    from noisy.quiet import import_keras
+    from noisy.backend import import_keras
     keras = import_keras()
     found = {"backend": keras.backend.backend(), "keras": keras.__version__}
     for package in ("tensorflow", "jax"):
