@@ -115,7 +115,6 @@ class RunDir:
     only process 0 writes it: the others train in a private copy (`_follow`)."""
 
     def __init__(self, folder):
-        require(folder.strip(), f"--run_dir={folder!r} is empty: name the run folder (say --run_dir=runs/default)")
         self.dir = folder
 
     def __str__(self):

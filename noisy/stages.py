@@ -17,6 +17,7 @@ import subprocess
 import time
 
 from noisy.errors import UserError, interrupted, require
+from noisy.settings import MODEL_FILES
 from noisy.files import file_record, read_json, recorded_files, save_json, save_model, save_npy, unchanged
 
 # Settings that change how fast or where a stage runs, not what it makes: for every stage,
@@ -26,7 +27,6 @@ RUNTIME_SETTINGS = ("run_dir", "workers", "multiprocessing", "retrain", "jit_com
 STAGE_RUNTIME = {"teacher": ("data", "num_labeled", "num_val"),  # the split's identity stands for them
                  "student": ("student",),                          # the folder's name
                  "pseudo": ("batch_size",)}                        # prediction batches
-MODEL_FILES = ("model.keras", "model.h5")  # Keras 3's format, and the legacy H5 the article saved
 STAGING = "resume"  # a stage's checkpoints and new outputs, until it finishes
 WHAT = {"teacher": "teacher", "pseudo": "set of pseudo-labels", "student": "student"}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,6 +16,7 @@ from noisy.errors import UserError
 from noisy.locks import lock
 from noisy.data import DATA_FILES
 from noisy.rundir import RunDir
+from noisy.settings import check_run_dir
 from noisy.stages import Stage, provenance
 from test_pipeline import one_line_error
 
@@ -246,7 +247,7 @@ def test_a_source_changed_in_place_is_read_again_and_a_data_record_changed_is_re
 
 
 def test_merged_shards_that_are_not_probabilities_are_refused(tmp_path):
-    from noisy.pseudo import merge_shards, save_shard
+    from noisy.shards import merge_shards, save_shard
     pool_id = {"teacher": "t1", "pool_rows": 4}
     save_shard(str(tmp_path), 0, 2, pool_id, np.full((2, 3), 1 / 3, np.float32))
     save_shard(str(tmp_path), 1, 2, pool_id, np.full((2, 3), 2.0, np.float32))
@@ -255,7 +256,7 @@ def test_merged_shards_that_are_not_probabilities_are_refused(tmp_path):
 
 
 def test_a_shard_changed_after_it_was_written_is_refused_at_the_merge(tmp_path):
-    from noisy.pseudo import merge_shards, save_shard
+    from noisy.shards import merge_shards, save_shard
     pool_id = {"teacher": "t1", "pool_rows": 4}
     for shard in (0, 1):
         save_shard(str(tmp_path), shard, 2, pool_id, np.full((2, 3), 1 / 3, np.float32))
@@ -295,7 +296,7 @@ def test_a_stage_refused_before_it_began_leaves_no_folder_behind(finished_run):
 @pytest.mark.parametrize("folder", ["", " "])
 def test_an_empty_run_dir_is_refused_rather_than_the_current_folder_taken(folder):
     with pytest.raises(UserError, match=r"--run_dir=.* is empty"):
-        RunDir(folder)
+        check_run_dir(folder)
 
 
 def test_the_test_folder_of_the_teacher_s_data_is_not_an_unlabeled_pool(tmp_path):
