@@ -140,6 +140,8 @@ class Stage:
         """`check` (again, with the last inputs if none are given), then drop what will not
         resume and record the identity beside the checkpoints. Returns whether it resumes."""
         resumes = self.check(**(inputs or self.inputs))
+        if self.shard_run:
+            return False  # a slice's run writes only its shard files, beside the stage
         staging = self.path("")
         if self.retrain and os.path.isfile(self.path("latest.json")):
             print(f"--retrain=True: starting {self.dir} afresh, dropping the checkpoints in {staging} (to resume "
