@@ -24,11 +24,12 @@ import os
 
 import numpy as np
 
-import noisy
+from noisy import (RunDir, check_evaluation_settings, configure, corruption_subset, import_keras, install_error_hook,
+                   plots_to_draw, remove_stale_plots, save_json, save_text)
 from noisy.corruptions import CORRUPTIONS, corrupt, family_means
 from noisy.metrics import metrics, tta_probabilities
 from noisy.plots import plot_confusions, plot_corruptions, plot_curves
-from noisy.report import results_markdown
+from noisy.results_page import results_markdown
 
 # ------------------------------------------------------------------------------ settings
 RUN_DIR = "runs/default"  # folder every stage reads from and writes to
@@ -40,27 +41,30 @@ SEVERITIES = (1, 3, 5)    # corruption severities to test (1..5); "()" = skip th
 CORRUPTION_IMAGES = 2000  # test images (class-balanced, fixed) per corruption; 0 = all
 PLOTS = True              # write the PNG plots
 # ------------------------------------------------------------------------------
-noisy.install_error_hook()
-settings = noisy.configure(globals())
-noisy.check_evaluation_settings(settings)
-run = noisy.RunDir(RUN_DIR)
-run.lock_evaluation()
-
-# 0. What is scored: the teacher and the chosen students, each checked (finished, files as
-#    written, this split's, students of this teacher and of these pseudo-labels).
+install_error_hook()
+settings = configure(globals())
+check_evaluation_settings(settings)
+run = RunDir(RUN_DIR)
+run.lock_evaluation()  # one evaluate.py per run folder
+# What is scored: the teacher and the chosen students, each checked (finished, files as
+# written, this split's, students of this teacher and of these pseudo-labels).
 split = run.data()
 stages = {"teacher": run.teacher(split)}
 students, pseudo = run.students(STUDENTS, stages["teacher"], split)
 stages.update((os.path.basename(student.dir), student) for student in students)
 if not students:
     print(f"no finished student in {RUN_DIR}: evaluating the teacher alone")
+
+import_keras()  # only here: --help and bad settings answer before TensorFlow loads
+from noisy.streams import ImageBatches  # noqa: E402
+
 data = split.arrays()
 images, labels = data["test_images"][:], np.asarray(data["test_labels"])
-subset = noisy.corruption_subset(labels, split.num_classes, CORRUPTION_IMAGES)  # fixed, class-balanced
+subset = corruption_subset(labels, split.num_classes, CORRUPTION_IMAGES)  # fixed, class-balanced
 
 
 def predict(model, x):
-    return model.predict(noisy.ImageBatches(x, np.arange(len(x)), BATCH_SIZE), verbose=0)
+    return model.predict(ImageBatches(x, np.arange(len(x)), BATCH_SIZE), verbose=0)
 
 
 # 1. Clean test accuracy, calibration and per-class accuracy of each model, without and
@@ -99,13 +103,13 @@ del models
 
 # 3. results.json, and results.md: a summary (with the pseudo-labels the students learned
 #    from), links to the plots, the article's table, calibration, robustness, per class.
-plots = noisy.plots_to_draw(PLOTS, SEVERITIES)
+plots = plots_to_draw(PLOTS, SEVERITIES)
 labeling = dict(pseudo.json("summary.json"), threshold=pseudo["threshold"], soft=pseudo["soft"]) if pseudo else None
 page = results_markdown(results, labeling, split.class_names, f"Results for {RUN_DIR}", ECE_BINS, plots)
 print()
 print(page)
-noisy.save_json(os.path.join(RUN_DIR, "results.json"), dict(results, class_names=split.class_names, settings=settings))
-noisy.save_text(os.path.join(RUN_DIR, "results.md"), page)
+save_json(os.path.join(RUN_DIR, "results.json"), dict(results, class_names=split.class_names, settings=settings))
+save_text(os.path.join(RUN_DIR, "results.md"), page)
 
 # 4. Plots.
 if plots:
@@ -114,5 +118,5 @@ if plots:
     if SEVERITIES:
         plot_corruptions(robustness, {name: results[name]["accuracy"] for name in stages},
                          os.path.join(RUN_DIR, "corruptions.png"))
-noisy.remove_stale_plots(RUN_DIR, plots)
+remove_stale_plots(RUN_DIR, plots)
 print(f"wrote {RUN_DIR}/results.json, results.md" + "".join(f", {name}" for name in plots))

@@ -25,7 +25,8 @@ import time
 
 import numpy as np
 
-import noisy
+from noisy import (RunDir, balance_classes, check_labeling_settings, configure, install_error_hook, labeling_summary,
+                   one_hot, print_summary, require_some_kept, soften, teacher_probabilities)
 
 # ------------------------------------------------------------------------------ settings
 RUN_DIR = "runs/default"  # folder every stage reads from and writes to
@@ -42,42 +43,39 @@ SHARD = -1                # with NUM_SHARDS > 1: the slice this run labels (0..N
 SEED = 0                  # the random remainder when duplicating images
 RETRAIN = False           # True = label again although RUN_DIR/pseudo holds finished pseudo-labels
 # ------------------------------------------------------------------------------
-noisy.install_error_hook()
-settings = noisy.configure(globals())
-noisy.check_labeling_settings(settings)
+install_error_hook()
+settings = configure(globals())
+check_labeling_settings(settings)
 started = time.time()
-run = noisy.RunDir(RUN_DIR)
+run = RunDir(RUN_DIR)
 stage = run.stage("pseudo", settings, retrain=RETRAIN, shard=SHARD if NUM_SHARDS > 1 and SHARD >= 0 else None)
 split = run.data()
 teacher = run.teacher(split)
-
-# 1. The unlabeled pool: an image file and the rows of it to label.
-pool = run.pool(UNLABELED, split, CINIC_PER_CLASS, SEED)
-stage.check(split=split, teacher=teacher.run_id, teacher_sha256=teacher.model_sha256,
+pool = run.pool(UNLABELED, split, CINIC_PER_CLASS, SEED)  # the unlabeled pool: an image file and the rows to label
+stage.begin(split=split, teacher=teacher.run_id, teacher_sha256=teacher.model_sha256,
             pool=pool.identity)  # nothing to do, or refused, before a single prediction
 
-# 2. Predict with the un-noised teacher: predict() runs the model in inference mode.
-probs = noisy.teacher_probabilities(teacher, pool, BATCH_SIZE, WORKERS, stage, NUM_SHARDS, SHARD)
+# 1. Predict with the un-noised teacher: predict() runs the model in inference mode.
+probs = teacher_probabilities(teacher, pool, BATCH_SIZE, WORKERS, stage, NUM_SHARDS, SHARD)
 confidence, classes = probs.max(axis=1), probs.argmax(axis=1)
 
-# 3. Keep the confident ones.
+# 2. Keep the confident ones.
 keep = np.flatnonzero(confidence > THRESHOLD)
-noisy.require_some_kept(keep, confidence, THRESHOLD)
+require_some_kept(keep, confidence, THRESHOLD)
 
-# 4. Balance the classes by index: duplicate the smaller ones (article) or take K per class,
+# 3. Balance the classes by index: duplicate the smaller ones (article) or take K per class,
 #    and make the targets: the teacher's probabilities (at TEMPERATURE) or one-hot.
-balanced = keep[noisy.balance_classes(classes[keep], confidence[keep], split.num_classes, PER_CLASS,
-                                      np.random.default_rng(SEED))]
-targets = noisy.soften(probs[balanced], TEMPERATURE) if SOFT else noisy.one_hot(classes[balanced], split.num_classes)
+balanced = keep[balance_classes(classes[keep], confidence[keep], split.num_classes, PER_CLASS,
+                                np.random.default_rng(SEED))]
+targets = soften(probs[balanced], TEMPERATURE) if SOFT else one_hot(classes[balanced], split.num_classes)
 
-# 5. Write the stage: every check passed, so only now are finished pseudo-labels replaced.
-stage.begin()
-summary = noisy.labeling_summary(pool, classes, keep, balanced, split.class_names)
+# 4. Write the stage: its files staged, then moved in with config.json last.
+summary = labeling_summary(pool, classes, keep, balanced, split.class_names)
 stage.save("pool_probs.npy", probs)
 stage.save("indices.npy", pool.rows[balanced])
 stage.save("targets.npy", targets)
 stage.save("summary.json", summary)
 stage.finish({"pool_file": run.relative(pool.file), "pool_record": pool.record, "pool_rows": len(pool.rows),
               "data": split.config, "teacher": teacher.config})
-noisy.print_summary(summary, THRESHOLD, time.time() - started)
+print_summary(summary, THRESHOLD, time.time() - started)
 print(f"wrote {stage.dir}/")

@@ -13,7 +13,8 @@ The article reports 93.94% test accuracy for its student of an un-noised teacher
 
 import numpy as np
 
-import noisy
+from noisy import (RandAugment, RunDir, check_training_settings, configure, import_keras, install_error_hook,
+                   one_hot)
 
 # ------------------------------------------------------------------------------ settings
 RUN_DIR = "runs/default"  # folder every stage reads from and writes to
@@ -51,62 +52,66 @@ MODEL_FILE = "model.keras"  # the saved model: 'model.keras' (Keras 3's format) 
 SEED = 0                  # initialisation and noise
 RETRAIN = False           # True = train again although RUN_DIR/STUDENT holds a finished student (config.json)
 # ------------------------------------------------------------------------------
-noisy.install_error_hook()
-settings = noisy.configure(globals())
-noisy.check_training_settings(settings, student=True)
-run = noisy.RunDir(RUN_DIR)
-stage = run.stage("student", settings, retrain=RETRAIN, folder=STUDENT)
+install_error_hook()
+settings = configure(globals())
+check_training_settings(settings, student=True)
+run = RunDir(RUN_DIR)
+stage = run.stage("student", settings, retrain=RETRAIN, folder=STUDENT)  # one process per stage
 split = run.data()
 teacher = run.teacher(split)
 pseudo = run.pseudo(teacher, split)  # with its pool, indices and targets, checked
 settings["model"] = model_name = MODEL or teacher["model"]  # '' resolved: the identity names the preset
-keras = noisy.import_keras()  # here: --help and bad settings answer before TensorFlow loads
+
+keras = import_keras()  # only here: --help and bad settings answer before TensorFlow loads
+from noisy.device_augment import with_device_noise, without_device_noise  # noqa: E402
+from noisy.devices import (barrier, configure_devices, global_batch_and_rate, noise_placement,  # noqa: E402
+                           resolve_jit, where_it_runs)
+from noisy.resnet import build_resnet  # noqa: E402
+from noisy.streams import NoisyStream, ValidationBatches  # noqa: E402
+from noisy.training import check_student_size, compile_model, fit, labeled_per_batch, make_optimizer  # noqa: E402
 
 keras.utils.set_random_seed(SEED)
-scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
-batch_size, lr, rule = noisy.global_batch_and_rate(BATCH_SIZE, LR, replicas, OPTIMIZER, LR_SCALING, settings)
-jit_compile = noisy.resolve_jit(JIT_COMPILE, replicas)  # no XLA under TensorFlow's MirroredStrategy
-noise_on_cpu, noise_on_device = noisy.noise_placement(settings, NOISE, AUGMENT)
-noisy.where_it_runs(replicas, settings["augment"])
+scope, replicas = configure_devices(MIXED_PRECISION, DATA_PARALLEL)
+batch_size, lr, rule = global_batch_and_rate(BATCH_SIZE, LR, replicas, OPTIMIZER, LR_SCALING, settings)
+jit_compile = resolve_jit(JIT_COMPILE, replicas)  # no XLA under TensorFlow's MirroredStrategy
+noise_on_cpu, noise_on_device = noise_placement(settings, NOISE, AUGMENT)
+where_it_runs(replicas, settings["augment"])
 print(f"global batch {batch_size} ({BATCH_SIZE} x {replicas} replica(s)), learning rate {lr:g} ({rule} scaling)")
 
 # 1. Labeled data (one-hot) + pseudo-labeled data (the teacher's targets), by index.
 data = split.arrays()
 labeled, val = np.tile(data["labeled"], LABELED_COPIES), data["val"]  # by index: copies cost no memory
-targets = np.concatenate([noisy.one_hot(data["train_labels"][labeled], split.num_classes), pseudo.targets])
+targets = np.concatenate([one_hot(data["train_labels"][labeled], split.num_classes), pseudo.targets])
 print(f"student data: {len(labeled)} labeled ({LABELED_COPIES} x {len(data['labeled'])}) "
       f"+ {len(pseudo.rows)} pseudo-labeled images")
 
 # 2. The training stream, with input noise (here on CPU workers, or on the accelerator in the
 #    train step): RandAugment per image, flip and crop. With UNLABELED_RATIO = k every batch
 #    holds batch / (k + 1) labeled images (cycled) and the rest pseudo-labeled ones.
-labeled_per_batch = noisy.labeled_per_batch(batch_size, UNLABELED_RATIO, len(pseudo.rows))
-stream = noisy.NoisyStream([(data["train_images"], labeled), (pseudo.pool, pseudo.rows)], targets, batch_size,
-                           randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE, CUTOUT) if noise_on_cpu else None,
-                           flip_crop=noise_on_cpu, seed=SEED, workers=WORKERS, first_part_per_batch=labeled_per_batch,
-                           use_multiprocessing=MULTIPROCESSING)
+stream = NoisyStream([(data["train_images"], labeled), (pseudo.pool, pseudo.rows)], targets, batch_size,
+                     randaugment=RandAugment(NUM_OPS, MAGNITUDE, CUTOUT) if noise_on_cpu else None,
+                     flip_crop=noise_on_cpu, seed=SEED, workers=WORKERS, use_multiprocessing=MULTIPROCESSING,
+                     first_part_per_batch=labeled_per_batch(batch_size, UNLABELED_RATIO, len(pseudo.rows)))
 
 # 3. The student: the teacher's preset or a larger one, with model noise (dropout,
 #    stochastic depth), trained from scratch (resumable) on the chosen devices; keep the
 #    best epoch on the validation split, save.
 with scope:
-    model = noisy.build_resnet(model_name, split.num_classes, split.image_shape,
-                               dropout=DROPOUT if NOISE else 0.0,
-                               survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
-    noisy.check_student_size(model, model_name, teacher)
-    trainer = noisy.with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
-    noisy.compile_model(trainer, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
-                                                     WARMUP_EPOCHS * len(stream)), jit_compile, LABEL_SMOOTHING,
-                        STEPS_PER_EXECUTION)
-    stage.begin(split=split, teacher=teacher.run_id, pseudo=pseudo.run_id)  # only now replace or resume
+    model = build_resnet(model_name, split.num_classes, split.image_shape, dropout=DROPOUT if NOISE else 0.0,
+                         survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
+    check_student_size(model, model_name, teacher)
+    trainer = with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
+    compile_model(trainer, make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS, WARMUP_EPOCHS * len(stream)),
+                  jit_compile, LABEL_SMOOTHING, STEPS_PER_EXECUTION)
+    stage.begin(split=split, teacher=teacher.run_id, pseudo=pseudo.run_id)  # all checked: only now resume or replace
     print(f"student {model_name}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
           f"{EPOCHS} epochs of {len(stream)} steps, XLA {'on' if trainer.jit_compile else 'off'}")
-    validation = noisy.ValidationBatches(data["train_images"][val], noisy.one_hot(data["train_labels"][val],
-                                         split.num_classes), replicas) if len(val) else None
-    trainer, _ = noisy.fit(trainer, stream, validation, stage.dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA,
-                             checkpoint_every=CHECKPOINT_EVERY)
-    model = noisy.without_device_noise(trainer)  # the plain model is what is saved
+    validation = ValidationBatches(data["train_images"][val], one_hot(data["train_labels"][val], split.num_classes),
+                                   replicas) if len(val) else None
+    trainer, _ = fit(trainer, stream, validation, stage.dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA,
+                     checkpoint_every=CHECKPOINT_EVERY)
+    model = without_device_noise(trainer)  # the plain model is what is saved
 stage.finish({"data": split.config, "parameters": model.count_params(), "teacher": teacher.config,
               "pseudo": pseudo.config}, model, MODEL_FILE)
-noisy.barrier("stage written")  # in a multi-process job the other processes wait for process 0's files
+barrier("stage written")  # in a multi-process job the other processes wait for process 0's files
 print(f"wrote {stage.dir}/{MODEL_FILE}")

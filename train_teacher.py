@@ -14,7 +14,8 @@ schedule more usual for ResNets: --optimizer=sgd --lr=0.05 --weight_decay=5e-4
 --schedule=cosine --epochs=200 --batch_size=128.
 """
 
-import noisy
+from noisy import (RandAugment, RunDir, check_training_settings, configure, describe_split, import_keras,
+                   install_error_hook, one_hot)
 
 # ------------------------------------------------------------------------------ settings
 DATA = "cifar10"          # 'cifar10' (download), a folder with train/<class>/ and test/<class>/, or an .npz
@@ -52,52 +53,55 @@ MODEL_FILE = "model.keras"  # the saved model: 'model.keras' (Keras 3's format) 
 SEED = 0                  # data split, initialisation and noise
 RETRAIN = False           # True = train again although RUN_DIR/teacher holds a finished teacher (config.json)
 # ------------------------------------------------------------------------------
-noisy.install_error_hook()
-settings = noisy.configure(globals())
-noisy.check_training_settings(settings)
-run = noisy.RunDir(RUN_DIR)
+install_error_hook()
+settings = configure(globals())
+check_training_settings(settings)
+run = RunDir(RUN_DIR)
 stage = run.stage("teacher", settings, retrain=RETRAIN)  # one process per stage; it also guards RUN_DIR/data
-keras = noisy.import_keras()  # here: --help and bad settings answer before TensorFlow loads
+split = run.split(DATA, NUM_LABELED, NUM_VAL, SEED, stage)  # cached once per RUN_DIR, moved in when the stage begins
+
+keras = import_keras()  # only here: --help and bad settings answer before TensorFlow loads
+from noisy.device_augment import with_device_noise, without_device_noise  # noqa: E402
+from noisy.devices import (barrier, configure_devices, global_batch_and_rate, noise_placement,  # noqa: E402
+                           resolve_jit, where_it_runs)
+from noisy.resnet import build_resnet  # noqa: E402
+from noisy.streams import NoisyStream, ValidationBatches  # noqa: E402
+from noisy.training import compile_model, fit, make_optimizer  # noqa: E402
 
 keras.utils.set_random_seed(SEED)
-scope, replicas = noisy.configure_devices(MIXED_PRECISION, DATA_PARALLEL)
-batch_size, lr, rule = noisy.global_batch_and_rate(BATCH_SIZE, LR, replicas, OPTIMIZER, LR_SCALING, settings)
-jit_compile = noisy.resolve_jit(JIT_COMPILE, replicas)  # no XLA under TensorFlow's MirroredStrategy
-noise_on_cpu, noise_on_device = noisy.noise_placement(settings, NOISE, AUGMENT)
-noisy.where_it_runs(replicas, settings["augment"])
+scope, replicas = configure_devices(MIXED_PRECISION, DATA_PARALLEL)
+batch_size, lr, rule = global_batch_and_rate(BATCH_SIZE, LR, replicas, OPTIMIZER, LR_SCALING, settings)
+jit_compile = resolve_jit(JIT_COMPILE, replicas)  # no XLA under TensorFlow's MirroredStrategy
+noise_on_cpu, noise_on_device = noise_placement(settings, NOISE, AUGMENT)
+where_it_runs(replicas, settings["augment"])
 print(f"global batch {batch_size} ({BATCH_SIZE} x {replicas} replica(s)), learning rate {lr:g} ({rule} scaling)")
-
-# 1. Labeled data: the source cached with its class-balanced split, once per RUN_DIR.
-split = run.split(DATA, NUM_LABELED, NUM_VAL, SEED, stage)
 stage.begin(split=split)  # nothing to do, refused, resumed or afresh: every input is checked
+
+# 1. Labeled data: the source's class-balanced split.
 data = split.arrays()
 labeled, val = data["labeled"], data["val"]
-noisy.describe_split(split, data)
+describe_split(split, data)
 
 # 2. The training stream, noised like the student's (article experiment 2) or not (experiment 1).
-stream = noisy.NoisyStream([(data["train_images"], labeled)],
-                           noisy.one_hot(data["train_labels"][labeled], split.num_classes), batch_size,
-                           randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE, CUTOUT) if noise_on_cpu else None,
-                           flip_crop=noise_on_cpu, seed=SEED, workers=WORKERS,
-                           use_multiprocessing=MULTIPROCESSING)
+stream = NoisyStream([(data["train_images"], labeled)], one_hot(data["train_labels"][labeled], split.num_classes),
+                     batch_size, randaugment=RandAugment(NUM_OPS, MAGNITUDE, CUTOUT) if noise_on_cpu else None,
+                     flip_crop=noise_on_cpu, seed=SEED, workers=WORKERS, use_multiprocessing=MULTIPROCESSING)
 
 # 3. The teacher: build, compile and train (resumable) on the chosen devices; keep the best
 #    epoch on the validation split, save.
 with scope:
-    model = noisy.build_resnet(MODEL, split.num_classes, split.image_shape,
-                               dropout=DROPOUT if NOISE else 0.0,
-                               survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
-    trainer = noisy.with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
-    noisy.compile_model(trainer, noisy.make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS,
-                                                     WARMUP_EPOCHS * len(stream)), jit_compile, LABEL_SMOOTHING,
-                        STEPS_PER_EXECUTION)
+    model = build_resnet(MODEL, split.num_classes, split.image_shape, dropout=DROPOUT if NOISE else 0.0,
+                         survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
+    trainer = with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
+    compile_model(trainer, make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS, WARMUP_EPOCHS * len(stream)),
+                  jit_compile, LABEL_SMOOTHING, STEPS_PER_EXECUTION)
     print(f"teacher {MODEL}: {model.count_params():,} parameters, noise {'on' if NOISE else 'off'}, "
           f"{EPOCHS} epochs of {len(stream)} steps, XLA {'on' if trainer.jit_compile else 'off'}")
-    validation = noisy.ValidationBatches(data["train_images"][val], noisy.one_hot(data["train_labels"][val],
-                                         split.num_classes), replicas) if len(val) else None
-    trainer, _ = noisy.fit(trainer, stream, validation, stage.dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA,
-                             checkpoint_every=CHECKPOINT_EVERY)
-    model = noisy.without_device_noise(trainer)  # the plain model is what is saved
+    validation = ValidationBatches(data["train_images"][val], one_hot(data["train_labels"][val], split.num_classes),
+                                   replicas) if len(val) else None
+    trainer, _ = fit(trainer, stream, validation, stage.dir, EPOCHS, SCHEDULE, FLAT_EPOCHS, PATIENCE, EMA,
+                     checkpoint_every=CHECKPOINT_EVERY)
+    model = without_device_noise(trainer)  # the plain model is what is saved
 stage.finish({"data": split.config, "parameters": model.count_params()}, model, MODEL_FILE)
-noisy.barrier("stage written")  # in a multi-process job the other processes wait for process 0's files
+barrier("stage written")  # in a multi-process job the other processes wait for process 0's files
 print(f"wrote {stage.dir}/{MODEL_FILE}")

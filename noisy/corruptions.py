@@ -49,6 +49,7 @@ OpenCV's filters are rewritten in numpy with the same coordinates and border rul
 (OpenCV's fixed-point bilinear weights are not copied); the random draws differ.
 
     images_c = corrupt(images, "motion_blur", severity=3, seed=0)
+    subset = corruption_subset(test_labels, 10, 2000)  # the fixed test images corrupted
     family_means({"shot_noise": {"1": .8, "3": .6}, "fog": {"1": .7, "3": .5}})
 """
 import io
@@ -361,3 +362,12 @@ def family_means(accuracy_by_corruption):
              for family, names in FAMILIES.items() if any(n in per_corruption for n in names)}
     means["all"] = float(np.mean(list(per_corruption.values())))
     return means
+
+
+def corruption_subset(labels, num_classes, count):
+    """A fixed, class-balanced subset of the test images for the corruption check
+    (the first `count` / classes of each class; 0 = all), identical for every model."""
+    if not 0 < count < len(labels):
+        return np.arange(len(labels))
+    per_class = max(1, count // num_classes)
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)]))

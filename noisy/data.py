@@ -67,7 +67,8 @@ def load_source(source, image_size=32):
     """Return (train_images, train_labels, test_images, test_labels, class_names)."""
     require_source(source)
     if source == "cifar10":
-        import keras  # here: reading a cached split needs no Keras
+        from noisy.backend import import_keras
+        keras = import_keras()  # here: reading a cached split needs no Keras
         try:
             (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
         except Exception as e:  # urllib, tarfile and OS errors, wrapped by get_file in several types
@@ -260,6 +261,11 @@ def load_split(data_dir):
     demand), labels and index arrays in memory."""
     return {f[:-4]: NpyRows(os.path.join(data_dir, f)) if f.endswith("images.npy")
             else load_npy(os.path.join(data_dir, f), mmap=False) for f in DATA_FILES}
+
+
+def one_hot(labels, num_classes):
+    """Class labels as one-hot float32 rows: the labeled images' targets, and hard pseudo-labels."""
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
 
 
 def describe_split(split, data):

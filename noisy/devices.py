@@ -16,10 +16,10 @@ import sys
 
 import keras
 
-from noisy.quiet import startup_notices_hidden
+from noisy.backend import startup_notices_hidden
 from noisy.errors import UserError
 from noisy.rundir import job_process
-from noisy.training_checks import PRECISIONS
+from noisy.settings import PRECISIONS
 
 CPU_DEVICES = "NOISY_CPU_DEVICES"  # the TensorFlow stand-in above: N logical CPU devices
 JOB_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",

@@ -1,11 +1,7 @@
-"""Files written atomically, read with one-line errors, and recorded so that a reader can
-tell they are the ones written.
-
-A file is written under a temporary name in its folder and renamed into place, so a
-killed stage leaves the old file or the new one, never half of one. Its writer records
-its sha256, size and modification time (`file_record`); a reader hashes it again only
-when the size or time differs (`unchanged`, DVC's way), so checking an unchanged run
-folder costs nothing, and a folder copied elsewhere (new times, same bytes) still passes.
+"""The run folder's files: written atomically (a temporary name renamed into place, so a
+kill leaves the old file or the new one), read with one-line errors, and recorded by
+sha256, size and modification time, hashed again only when size or time differ (DVC's
+way): an unchanged run folder costs nothing to check, and a copied one still passes.
 """
 import contextlib
 import hashlib
@@ -66,8 +62,7 @@ def _jsonable(value):
 
 @contextlib.contextmanager
 def _h5_notices_hidden():
-    """Keras logs through absl that H5 is a legacy format (saving) and that a loaded H5
-    model's metrics are not built yet: the user chose the format, so these say nothing."""
+    """Keras' absl notices that H5 is legacy and a loaded H5 model's metrics unbuilt: the user chose H5."""
     import logging
     logger, level = logging.getLogger("absl"), logging.getLogger("absl").level
     logger.setLevel(logging.ERROR)
@@ -91,7 +86,7 @@ def read_json(path, what):
 
 def load_model(path, script):
     """keras.models.load_model, a missing or damaged file as one line."""
-    from noisy.quiet import import_keras
+    from noisy.backend import import_keras
     keras = import_keras()  # here, without TensorFlow's start-up notices
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: run {script} first (or check --run_dir)")
@@ -110,8 +105,7 @@ def relative_to_run(path, run_dir):
 
 
 def file_stat(path):
-    """os.stat of `path`, or of the link itself where it leads nowhere (the image readers
-    skip it with a warning), so that a folder's identity is defined."""
+    """os.stat of `path`, or of the link itself where it leads nowhere (the readers skip it)."""
     try:
         return os.stat(path)
     except OSError:
@@ -130,16 +124,15 @@ def sha256(path):
 
 
 def file_record(path, known=None):
-    """{sha256, size, mtime_ns} of `path` as it is now; the sha256 is taken from `known`,
-    not computed, where `known` has the file's size and modification time."""
+    """{sha256, size, mtime_ns} of `path`; the sha256 from `known` where its size and time fit."""
     stat = os.stat(path)
     same = known and (known.get("size"), known.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
     return {"sha256": known["sha256"] if same else sha256(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def unchanged(path, record):
-    """Whether `path` is the file `record` describes: same size and modification time, or
-    (a copy, say) same size and sha256. A record without size (older code) is hashed."""
+    """Whether `path` is the file `record` describes: same size and time, or same size and
+    sha256 (a copy). A record without size (older code) is hashed."""
     if not record or not os.path.isfile(path) or os.path.getsize(path) != record.get("size", os.path.getsize(path)):
         return False
     return file_record(path, record)["sha256"] == record["sha256"]

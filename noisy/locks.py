@@ -1,6 +1,5 @@
-"""One process per stage: an `flock` on a file in the stage's folder, which the kernel
-releases when its process ends however it ends, so no lock outlives its holder. The file
-names the holder (pid, host, start time) for the message a second process gets."""
+"""One process per stage: an `flock` on a file in the stage's folder, released by the kernel
+however its process ends. The file names the holder (pid, host, start) for the refusal."""
 import atexit
 import contextlib
 import fcntl

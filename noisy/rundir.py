@@ -1,15 +1,11 @@
-"""The run folder: every stage's inputs handed over already checked (finished, unchanged
-since written, of the right lineage), and each stage begun by one set of rules
-(noisy/stages.py).
+"""The run folder: each stage's inputs handed over checked (finished, unchanged since
+written, of the right lineage), and each stage locked, then begun and finished by
+noisy/stages.py. Every check raises a one-line UserError before anything is written.
 
     run = RunDir("runs/demo")
     stage = run.stage("student", settings)          # locked: one process per stage
     teacher = run.teacher()                         # finished, unchanged, of this split
-    pseudo = run.pseudo(teacher)                    # labeled by that teacher
     stage.begin(split=..., teacher=teacher.run_id)  # nothing to do / refused / resumed / afresh
-    stage.finish(record, model=model)               # outputs moved in, config.json last
-
-Every check raises a one-line `UserError` and comes before anything is written.
 """
 import atexit
 import os
@@ -30,13 +26,11 @@ from noisy.unlabeled import unlabeled_pool
 SCRIPTS = {"teacher": "train_teacher.py", "pseudo": "pseudo_label.py", "student": "train_student.py"}
 # Names a student's folder may not take: the other stages', results.json's keys, evaluate.py's files.
 RESERVED = ("data", "teacher", "pseudo", "pool", ".", "..", "students", "test_images", "corruption_images",
-            "class_names", "settings", "none")
-EVALUATION_FILES = ("results.json", "results.md", *PLOTS)
+            "class_names", "settings", "none", "results.json", "results.md", *PLOTS)
 
 
 class Split:
-    """RUN_DIR/data: the cached source and its labeled / validation / unlabeled split;
-    `id` is what later stages record."""
+    """RUN_DIR/data: the cached source and its split; `id` is what later stages record."""
 
     def __init__(self, folder, config, data_dir):
         self.folder, self.config, self.data_dir = folder, config, data_dir
@@ -53,8 +47,7 @@ class Split:
 
 
 class Finished:
-    """A finished stage: its config.json, and its files, each checked against its record
-    when it is read."""
+    """A finished stage: its config.json, and its files, each checked when it is read."""
 
     def __init__(self, folder, kind, config):
         self.dir, self.kind, self.config, self.script = folder, kind, config, SCRIPTS[kind]
@@ -82,8 +75,7 @@ class Finished:
         return self.files[self.model_file]["sha256"]
 
     def load_model(self):
-        """The stage's model, checked before and after loading (a model replaced meanwhile
-        is never scored or labeled with)."""
+        """The stage's model, checked before and after loading (never one replaced meanwhile)."""
         model = load_model(self.path(self.model_file), self.script)
         require(unchanged(self.model_path, self.files[self.model_file]),
                 f"{self.model_path} changed while it was loaded; is {self.script} running on {self.dir}? Rerun when "
@@ -97,9 +89,17 @@ class Finished:
         return read_json(self.path(name), f"rerun {self.script}")
 
 
+def finished_config(path, script, what):
+    """The config.json at `path` of a finished stage (or split) that `script` makes."""
+    require(os.path.isfile(path), f"{path} not found: run {script} first (or check --run_dir)")
+    config = read_json(path, f"rerun {script}")
+    require(config.get("complete") is True, f"{path} belongs to an unfinished {what}; run {script} again")
+    return config
+
+
 def job_process():
-    """(this process's index, processes) in a multi-process job (KERAS_DISTRIBUTION_*, read
-    before Keras loads; docs/GPU.md#several-hosts), (0, 1) outside one."""
+    """(this process's index, processes) in a multi-process job (KERAS_DISTRIBUTION_*;
+    docs/GPU.md#several-hosts), (0, 1) outside one."""
     try:
         count = int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES") or 1)
         index = int(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID") or 0)
@@ -115,17 +115,11 @@ class RunDir:
     only process 0 writes it: the others train in a private copy (`_follow`)."""
 
     def __init__(self, folder):
-        require(folder.strip(), f"--run_dir={folder!r} is empty: name the run folder (say --run_dir=runs/default)")
         self.dir = folder
 
-    def __str__(self):
-        return self.dir
-
     def _follow(self, folder):
-        """Process k > 0 of a multi-process job trains the same model as process 0 and makes
-        the same decisions in a private folder (NOISY_PROCESS_DIR, or a temporary one removed
-        at exit): links to RUN_DIR's entries, but a copy of the stage `folder`. Process 0
-        writes only once every process has made its copy (noisy.devices.join_job)."""
+        """Process k > 0 of a multi-process job makes process 0's decisions in a private folder
+        (NOISY_PROCESS_DIR, or a temporary one): links to RUN_DIR's entries, a copy of `folder`."""
         index, count = job_process()
         if index == 0:
             return
@@ -144,23 +138,18 @@ class RunDir:
         self.dir = shadow
 
     def stage(self, kind, settings, retrain=False, folder=None, shard=None):
-        """The stage `kind` ('teacher', 'pseudo', 'student') in RUN_DIR/`folder` (its kind's
-        name by default), locked for this process; `shard`: a run that labels that slice
-        only, locked for it alone, so that the slices' runs go side by side."""
+        """The stage `kind` in RUN_DIR/`folder` (its kind's name by default), locked for this
+        process; `shard`: a run that labels that slice only, locked for it alone."""
         folder = folder or kind
         if kind == "pseudo" and job_process()[0]:
             print(f"process {job_process()[0]}: labeling is process 0's (one device), nothing to do here")
             raise SystemExit(0)
         if kind != "pseudo":
             self._follow(folder)
-        if kind == "student":
-            require(folder and os.sep not in folder and folder not in RESERVED,
-                    f"--student={folder!r}: expected a folder name for RUN_DIR/<student>, other than "
-                    f"{', '.join(RESERVED[:4] + RESERVED[6:])}")
-            require(folder not in EVALUATION_FILES and not os.path.isfile(os.path.join(self.dir, folder)),
-                    f"--student={folder!r}: {self.dir}/{folder} is a file evaluate.py writes or a file already "
-                    "there, not a folder for a student; choose another name")
         path = os.path.join(self.dir, folder)
+        require(kind != "student" or folder and os.sep not in folder and folder not in RESERVED
+                and not os.path.isfile(path), f"--student={folder!r}: expected a new folder name for the student, "
+                f"not a file there nor one of {', '.join(RESERVED[:4] + RESERVED[6:])}")
         require(not os.path.islink(path), f"{path} is a link to {os.path.realpath(path)}, a stage of another run "
                 f"folder: a {WHAT[kind]} is made only in a folder of its own; use another --run_dir")
         if kind != "teacher":
@@ -176,8 +165,7 @@ class RunDir:
 
     # ------------------------------------------------------------------ inputs
     def split(self, source, num_labeled, num_val, seed, stage):
-        """The teacher's split of `source`: RUN_DIR/data when it holds it, else made now
-        beside it and moved in when `stage` begins."""
+        """The teacher's split of `source`: RUN_DIR/data, or made now and moved in when `stage` begins."""
         data_dir = os.path.join(self.dir, "data")
         config, folder = prepare_data(source, data_dir, num_labeled, num_val, seed)
         split = Split(folder, config, data_dir)
@@ -192,9 +180,8 @@ class RunDir:
 
     def data(self):
         """RUN_DIR/data as the teacher left it: complete, every file unchanged."""
-        data_dir, path = os.path.join(self.dir, "data"), self._require_split()
-        config = read_json(path, "rerun train_teacher.py")
-        require(config.get("complete") is True, f"{path} belongs to an unfinished split; run train_teacher.py again")
+        data_dir = os.path.join(self.dir, "data")
+        config = finished_config(os.path.join(data_dir, "config.json"), "train_teacher.py", "split")
         records = recorded_files(config)
         changed = [name for name in DATA_FILES if not unchanged(os.path.join(data_dir, name), records.get(name))]
         require(not changed, f"{data_dir}: {', '.join(changed)} changed since train_teacher.py wrote it; run "
@@ -202,8 +189,7 @@ class RunDir:
         return Split(data_dir, config, data_dir)
 
     def _record(self, folder, strict=False):
-        """RUN_DIR/folder/config.json unchecked ({} where there is none, or where it is
-        damaged unless `strict`)."""
+        """RUN_DIR/folder/config.json unchecked ({} where none, or damaged unless `strict`)."""
         path = os.path.join(self.dir, folder, "config.json")
         try:
             return read_json(path, f"delete {os.path.dirname(path)} or make it again with --retrain=True")
@@ -212,18 +198,10 @@ class RunDir:
                 raise
             return {}
 
-    def is_finished(self, folder, kind=None, strict=False):
-        """Whether RUN_DIR/folder's config.json says finished (and of `kind`), unchecked."""
-        record = self._record(folder, strict)
-        return record.get("complete") is True and kind in (None, record.get("stage"))
-
     def finished(self, folder, kind):
         """RUN_DIR/`folder` as a finished stage of `kind`, every file it records unchanged."""
         script, path = SCRIPTS[kind], os.path.join(self.dir, folder, "config.json")
-        require(os.path.isfile(path), f"{path} not found: run {script} first (or check --run_dir)")
-        config = read_json(path, f"rerun {script}")
-        require(config.get("complete") is True, f"{path} belongs to an unfinished {script}; run {script} again to "
-                "finish it")
+        config = finished_config(path, script, script)
         require(config.get("stage", kind) == kind, f"{os.path.dirname(path)} holds a {config.get('stage')} stage, not "
                 f"a {WHAT[kind]}; check --run_dir" + (" and --students" if kind == "student" else ""))
         stage = Finished(os.path.dirname(path), kind, config)
@@ -252,17 +230,15 @@ class RunDir:
                                                             and name != "student" else "") + " --retrain=True")
 
     def teacher(self, split=None):
-        """The finished teacher (a teacher, or a student become the teacher of a second
-        round), made from this split."""
+        """The finished teacher (or a student become a second round's teacher) of this split."""
         teacher = self.finished("teacher", "student" if self._record("teacher").get("stage") == "student" else "teacher")
         teacher.what_of = "teacher"
         self._same_split(teacher, split or self.data())
         return teacher
 
     def pseudo(self, teacher, split=None, pool=True):
-        """The finished pseudo-labels of `teacher` on this split; with `pool`, the pool image
-        file unchanged since labeling (`pseudo.pool`), indices into it and targets that are
-        probabilities (`pseudo.rows`, `pseudo.targets`)."""
+        """The finished pseudo-labels of `teacher` on this split; with `pool`, their pool
+        (unchanged), rows into it and targets that are probabilities."""
         pseudo = self.finished("pseudo", "pseudo")
         self._same_split(pseudo, split or self.data())
         self._made_from(pseudo, "teacher", teacher)
@@ -292,15 +268,14 @@ class RunDir:
         lock(self.dir, ".lock-evaluate")
 
     def students(self, names, teacher, split=None):
-        """(students, pseudo): the finished students `names` ('all' = every folder whose
-        config.json says 'student', 'none', or a comma-separated list), each made from
-        `teacher` and from the pseudo-labels RUN_DIR/pseudo holds (returned; None without
-        students)."""
+        """(students, pseudo): the finished students `names` ('all', 'none', or a comma-separated
+        list), each made from `teacher` and from the pseudo-labels RUN_DIR/pseudo holds."""
         if names == "none":
             return [], None
         if names == "all":
-            chosen = sorted(f for f in os.listdir(self.dir) if f not in RESERVED and os.path.isdir(
-                os.path.join(self.dir, f)) and self.is_finished(f, "student", strict=True))
+            records = {f: self._record(f, strict=True) for f in os.listdir(self.dir)
+                       if f not in RESERVED and os.path.isdir(os.path.join(self.dir, f))}
+            chosen = sorted(f for f, r in records.items() if r.get("complete") is True and r.get("stage") == "student")
         else:
             chosen = [name.strip() for name in names.split(",") if name.strip()]
             require(chosen and len(set(chosen)) == len(chosen) and not any(os.sep in n or n in RESERVED for n in chosen),
@@ -315,8 +290,8 @@ class RunDir:
         return found, pseudo
 
     def pool(self, unlabeled, split, cinic_per_class, seed):
-        """The unlabeled pool (noisy/unlabeled.py) with a record of its image file, hashed only
-        where no record of it (the split's, the last labeling's) still fits."""
+        """The unlabeled pool (noisy/unlabeled.py), its image file hashed only where no record
+        of it (the split's, the last labeling's) still fits."""
         pool = unlabeled_pool(unlabeled, split, cinic_per_class, seed, self.dir)
         last = self._record("pseudo")
         known = recorded_files(split.config).get("train_images.npy") if pool.source == "split" else \

@@ -9,11 +9,27 @@ and rejects an unknown name with the list of valid ones.
 
 `python train_teacher.py --epochs=2 --data=/tmp/cifar10` then sets EPOCHS = 2 and
 DATA = '/tmp/cifar10' in the script's namespace (a string needs no quotes).
+
+Each script then checks its settings with one function here (`check_training_settings`,
+`check_labeling_settings`, `check_evaluation_settings`), before TensorFlow loads, against
+the allowed values below: this module is the one place that says what a setting may be.
 """
 import ast
 import sys
 
-from noisy.errors import UserError
+from noisy.errors import UserError, require
+from noisy.presets import MODELS
+from noisy.randaugment import CUTOUT_OPS, MAX_MAGNITUDE, OPS
+
+# The values each choice may take.
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "constant", "plateau")
+AUGMENTS = ("auto", "device", "cpu")  # where the input noise runs (noisy/devices.py)
+PRECISIONS = ("", "bfloat16", "float16")  # mixed precision: none, or the policy mixed_<name>
+JIT = ("auto", "true", "false")  # XLA: Keras decides, on, off (noisy/training.py compile_model)
+LR_RULES = ("auto", "linear", "sqrt", "none")  # the rate under DATA_PARALLEL (noisy/devices.py global_batch_and_rate)
+MODEL_FILES = ("model.keras", "model.h5")  # Keras 3's format, and the legacy H5 the article saved
+SEVERITIES = (1, 2, 3, 4, 5)  # CIFAR-10-C's corruption severities
 
 
 def _parse(name, text, current):
@@ -88,3 +104,71 @@ def configure(namespace, argv=None):
             raise UserError(f"unknown setting --{key}; valid settings: {valid}")
         namespace[name] = _parse(name, text, namespace[name])
     return {n.lower(): namespace[n] for n in names}
+
+
+# ------------------------------------------------------------------ each script's checks
+def check_run_dir(run_dir):
+    """An empty --run_dir would take the current folder for the run folder: refused."""
+    require(run_dir.strip(), f"--run_dir={run_dir!r} is empty: name the run folder (say --run_dir=runs/default)")
+
+
+def check_training_settings(s, student=False):
+    """train_teacher.py's and train_student.py's resolved settings (lower-case names), and
+    the student's own (`student`: MODEL = '', "same as the teacher", is allowed)."""
+    check_run_dir(s["run_dir"])
+    allowed = ("'' or " if student else "") + f"one of {MODELS}"
+    checks = [
+        (s["model"] in MODELS or (student and s["model"] == ""), f"--model={s['model']!r}: expected {allowed}"),
+        (s["optimizer"] in OPTIMIZERS, f"--optimizer={s['optimizer']!r}: expected one of {OPTIMIZERS}"),
+        (s["schedule"] in SCHEDULES, f"--schedule={s['schedule']!r}: expected one of {SCHEDULES}"),
+        (s["epochs"] >= 1 and s["batch_size"] >= 1 and s["workers"] >= 1 and s["checkpoint_every"] >= 1
+         and s["steps_per_execution"] >= 1,
+         "--epochs, --batch_size, --workers, --checkpoint_every and --steps_per_execution must be >= 1"),
+        (s["lr"] > 0 and s["weight_decay"] >= 0,
+         f"--lr must be > 0 and --weight_decay >= 0 (got {s['lr']}, {s['weight_decay']})"),
+        (0 <= s["dropout"] < 1 and 0 < s["survival_last"] <= 1,
+         "--dropout must be in [0, 1) and --survival_last in (0, 1]"),
+        (0 <= s["magnitude"] <= MAX_MAGNITUDE and 0 <= s["num_ops"] <= len(CUTOUT_OPS if s["cutout"] else OPS),
+         f"--magnitude must be in [0, {MAX_MAGNITUDE}] and --num_ops in [0, {len(OPS)}] "
+         f"([0, {len(CUTOUT_OPS)}] with --cutout=True)"),
+        (0 <= s["ema"] < 1 and 0 <= s["label_smoothing"] < 1,
+         f"--ema and --label_smoothing must be in [0, 1) (got {s['ema']}, {s['label_smoothing']})"),
+        (s["augment"] in AUGMENTS, f"--augment={s['augment']!r}: expected one of {AUGMENTS}"),
+        (s["model_file"] in MODEL_FILES, f"--model_file={s['model_file']!r}: expected one of {MODEL_FILES}"),
+        (s["warmup_epochs"] >= 0 and s["flat_epochs"] >= 0 and s["patience"] >= 1,
+         "--warmup_epochs and --flat_epochs must be >= 0 and --patience >= 1"),
+        (s["mixed_precision"] in PRECISIONS, f"--mixed_precision={s['mixed_precision']!r}: expected one of {PRECISIONS}"),
+        (str(s["jit_compile"]).lower() in JIT, f"--jit_compile={s['jit_compile']!r}: expected 'auto', 'true' or 'false'"),
+        (s["lr_scaling"] in LR_RULES, f"--lr_scaling={s['lr_scaling']!r}: expected one of {LR_RULES}"),
+        (0 <= s["seed"] < 2 ** 32, f"--seed={s['seed']}: expected an integer in [0, 2**32)"),
+        (s.get("num_labeled", 0) >= 0 and s.get("num_val", 0) >= 0, "--num_labeled and --num_val must be >= 0"),
+    ]
+    if student:
+        checks += [
+            (s["labeled_copies"] >= 1, f"--labeled_copies={s['labeled_copies']}: expected an integer >= 1"),
+            (s["unlabeled_ratio"] >= 0 and (s["unlabeled_ratio"] == 0 or s["labeled_copies"] == 1),
+             f"--unlabeled_ratio={s['unlabeled_ratio']}: expected >= 0, and --labeled_copies=1 with a ratio (the "
+             "ratio sets the labeled share of every batch)")]
+    for ok, message in checks:
+        require(ok, message)
+
+
+def check_labeling_settings(s):
+    """pseudo_label.py's settings (lower-case names)."""
+    check_run_dir(s["run_dir"])
+    require(0 <= s["threshold"] < 1, f"--threshold={s['threshold']}: expected a probability in [0, 1)")
+    require(s["per_class"] >= 0 and s["batch_size"] >= 1, "--per_class must be >= 0 and --batch_size >= 1")
+    require(s["temperature"] > 0, f"--temperature={s['temperature']}: expected > 0 (--soft=False for one-hot targets)")
+    require(s["num_shards"] >= 1 and -1 <= s["shard"] < s["num_shards"],
+            f"--shard={s['shard']} --num_shards={s['num_shards']}: expected num_shards >= 1 and shard in "
+            "-1..num_shards-1")
+    require(s["workers"] >= 1 and s["cinic_per_class"] >= 0, "--workers must be >= 1 and --cinic_per_class >= 0")
+    require(0 <= s["seed"] < 2 ** 32, f"--seed={s['seed']}: expected an integer in [0, 2**32)")
+
+
+def check_evaluation_settings(s):
+    """evaluate.py's settings (lower-case names)."""
+    check_run_dir(s["run_dir"])
+    require(s["batch_size"] >= 1 and s["ece_bins"] >= 1, "--batch_size and --ece_bins must be >= 1")
+    require(all(v in SEVERITIES for v in s["severities"]), f"--severities={s['severities']}: expected values in 1..5")
+    require(s["corruption_images"] >= 0, "--corruption_images must be >= 0")

@@ -1,13 +1,12 @@
 """A stage being made (`teacher/`, `pseudo/`, a student's folder): begun, resumed, refused
-or finished by one set of rules.
+or finished by one set of rules (docs/RUNS.md).
 
-Its config.json, written last, records the stage's *identity* (the settings that define
-its result, and what identifies each input: the split, the teacher's run id, ...), a
-record of every file it wrote (noisy/files.py), its provenance and a fresh run id. Asked
-for again with the same identity it has nothing to do; with another it is refused, naming
-each difference, unless `--retrain=True`. Checkpoints in `resume/` resume only under the
-identity and backend they were made with. New outputs wait in `resume/` until `finish`
-moves them in, config.json last, so a failure never leaves a finished stage half replaced.
+Its config.json, written last, records its *identity* (the settings that define its
+result, and what identifies each input), a record of every file it wrote, its provenance
+and a fresh run id. The same identity again has nothing to do; another is refused, naming
+each difference, unless `--retrain=True`. Checkpoints and new outputs wait in `resume/`
+(resumed only under the identity and backend they were made with) until `finish` moves
+them in, config.json last.
 """
 import functools
 import json
@@ -17,6 +16,7 @@ import subprocess
 import time
 
 from noisy.errors import UserError, interrupted, require
+from noisy.settings import MODEL_FILES
 from noisy.files import file_record, read_json, recorded_files, save_json, save_model, save_npy, unchanged
 
 # Settings that change how fast or where a stage runs, not what it makes: for every stage,
@@ -26,7 +26,6 @@ RUNTIME_SETTINGS = ("run_dir", "workers", "multiprocessing", "retrain", "jit_com
 STAGE_RUNTIME = {"teacher": ("data", "num_labeled", "num_val"),  # the split's identity stands for them
                  "student": ("student",),                          # the folder's name
                  "pseudo": ("batch_size",)}                        # prediction batches
-MODEL_FILES = ("model.keras", "model.h5")  # Keras 3's format, and the legacy H5 the article saved
 STAGING = "resume"  # a stage's checkpoints and new outputs, until it finishes
 WHAT = {"teacher": "teacher", "pseudo": "set of pseudo-labels", "student": "student"}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,11 +40,10 @@ def identity(settings, inputs, runtime=()):
 
 @functools.lru_cache(maxsize=None)
 def provenance():
-    """What a stage runs under, recorded and named, not enforced (but for the backend of a
-    resume): the backend, library versions, TensorFlow's CPU kernels (oneDNN and Eigen
-    round differently) and the code's version (`git describe`)."""
+    """What a stage runs under, recorded and named, not enforced (but a resume's backend):
+    backend, library versions, TensorFlow's CPU kernels and the code's `git describe`."""
     import importlib.metadata
-    from noisy.quiet import import_keras
+    from noisy.backend import import_keras
     keras = import_keras()
     found = {"backend": keras.backend.backend(), "keras": keras.__version__}
     for package in ("tensorflow", "jax"):
@@ -74,8 +72,7 @@ def differences(old, new, prefix=""):
 
 
 class Stage:
-    """One stage being made: `check` or `begin` decides, `path` and `save` stage its
-    outputs, `finish` moves them in and writes config.json last."""
+    """One stage being made: `begin` decides, `save` stages outputs, `finish` moves them in."""
 
     def __init__(self, kind, folder, settings, retrain=False, shard_run=False):
         self.kind, self.dir, self.settings, self.retrain, self.shard_run = kind, folder, settings, retrain, shard_run
@@ -83,10 +80,9 @@ class Stage:
         self.pending = []  # a split made for this stage: moved into RUN_DIR/data once it begins
 
     def check(self, **inputs):
-        """Decide from the settings and `inputs` (what identifies each), touching nothing:
-        checkpoints made the same way resume (True); a finished stage of the same identity
-        exits 0; one made otherwise, or checkpoints made otherwise, are refused naming each
-        difference; else the stage starts afresh (False). A shard's run only records."""
+        """Decide from the settings and `inputs`, touching nothing: checkpoints of the same
+        identity resume (True); a finished stage of it exits 0; one made otherwise, or
+        checkpoints made otherwise, are refused naming each difference; else afresh (False)."""
         self.inputs = inputs
         self.identity = identity(self.settings, {k: getattr(v, "id", v) for k, v in inputs.items()},
                                  STAGE_RUNTIME.get(self.kind, ()))
@@ -123,7 +119,7 @@ class Stage:
 
     def _resume_differences(self):
         """None without checkpoints; else how their identity and backend differ from now's
-        (another library version or CPU kernels is a rounding difference: only named)."""
+        (other versions or CPU kernels round differently: only named)."""
         if not os.path.isfile(self.path("latest.json")):
             return None
         marker = read_json(self.path("identity.json"), f"delete {self.path('')} or pass --retrain=True to start "
@@ -137,9 +133,11 @@ class Stage:
         return differ
 
     def begin(self, **inputs):
-        """`check` (again, with the last inputs if none are given), then drop what will not
-        resume and record the identity beside the checkpoints. Returns whether it resumes."""
+        """`check`, then drop what will not resume and record the identity beside the
+        checkpoints. Returns whether it resumes."""
         resumes = self.check(**(inputs or self.inputs))
+        if self.shard_run:
+            return False  # a slice's run writes only its shard files, beside the stage
         staging = self.path("")
         if self.retrain and os.path.isfile(self.path("latest.json")):
             print(f"--retrain=True: starting {self.dir} afresh, dropping the checkpoints in {staging} (to resume "
@@ -166,9 +164,9 @@ class Stage:
         self.outputs.append(name)
 
     def finish(self, record, model=None, model_file="model.keras"):
-        """Save the model (if any) beside the staged outputs (a training's history.csv
-        included), move them all in, then write config.json: `record`, the settings, the
-        identity, each file's record, the provenance and a new run id (returned)."""
+        """Save the model (if any) beside the staged outputs (and fit's history.csv), move
+        them in, then write config.json: `record`, settings, identity, file records,
+        provenance and a new run id (returned)."""
         files = list(self.outputs)
         if os.path.isfile(self.path("history.csv")) and "history.csv" not in files:
             files.append("history.csv")  # a training stage's, written by fit

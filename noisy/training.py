@@ -26,7 +26,6 @@ import shutil
 import sys
 
 import keras
-import numpy as np
 
 from noisy.arrays import fits, load_arrays, save_arrays
 from noisy.files import save_json, save_model, save_text
@@ -274,7 +273,3 @@ def progress_verbosity():
     """Keras' `verbose` for a script's output: the progress bar (1) on a terminal, one line
     per epoch (2) when the output goes to a file or a pipe, where a bar's redraws pile up."""
     return 1 if sys.stdout.isatty() else 2
-
-
-def one_hot(labels, num_classes):
-    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]

@@ -22,7 +22,7 @@ class Pool:
 def unlabeled_pool(unlabeled, split, cinic_per_class, seed, run_dir):
     """The unlabeled pool `unlabeled` names ('auto', 'split', 'cinic10', a folder of
     images or an .npy), as a `Pool`; a folder's images cached once in RUN_DIR/pool."""
-    from noisy.quiet import import_keras
+    from noisy.backend import import_keras
     import_keras()  # noisy.cinic loads Keras (get_file): without TensorFlow's start-up notices
     from noisy.cinic import cinic_pool, is_cinic_folder
     from noisy.images import cache_image_folder

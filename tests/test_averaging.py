@@ -7,7 +7,8 @@ import pytest
 
 from noisy.averaging import Averaged, averaged_variables, decay_at
 from noisy.streams import NoisyStream
-from noisy.training import compile_model, fit, make_optimizer, one_hot
+from noisy.data import one_hot
+from noisy.training import compile_model, fit, make_optimizer
 
 DECAY = 0.95  # reached at step 170: both the warm-up and the plain decay are exercised
 

@@ -8,7 +8,7 @@ from PIL import Image
 from conftest import synthetic_images
 from noisy.data import commit_split, load_source, prepare_data, split_indices
 from noisy.images import images_to_npy
-from noisy.pseudo import balance_classes
+from noisy.pseudo_labels import balance_classes
 from noisy.streams import ImageBatches, NoisyStream
 from noisy.arrays import NpyRows
 from noisy.randaugment import RandAugment

@@ -135,6 +135,7 @@ STEP = textwrap.dedent("""
     import noisy
     keras = noisy.import_keras()
     from noisy.devices import configure_devices
+    from noisy.training import compile_model
 
     def build():
         norm = [keras.layers.BatchNormalization()] if keras.backend.backend() == "jax" else []  # global under JAX
@@ -144,7 +145,7 @@ STEP = textwrap.dedent("""
 
     def one_step(model, weights):
         model.set_weights(weights)
-        noisy.compile_model(model, keras.optimizers.SGD(0.5))
+        compile_model(model, keras.optimizers.SGD(0.5))
         model.train_on_batch(x, y)
         return model.get_weights()
 
@@ -187,8 +188,7 @@ def test_the_global_batch_and_rate():
 def test_an_unknown_rate_rule_is_refused():
     import ast
     from noisy.errors import UserError
-    from noisy.settings import settings_block
-    from noisy.training_checks import check_training_settings
+    from noisy.settings import check_training_settings, settings_block
     settings = {name.lower(): ast.literal_eval(default)
                 for name, default, _ in settings_block(os.path.join(REPO, "train_teacher.py"))}
     check_training_settings(settings)  # the defaults pass
@@ -200,11 +200,12 @@ def test_padded_validation_scores_as_the_unpadded_set():
     import noisy
     keras = noisy.import_keras()
     from noisy.streams import ValidationBatches
+    from noisy.training import compile_model
     x, labels = synthetic_images(40, 4, seed=3)
     y = np.eye(4, dtype="float32")[labels]
     model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
                               keras.layers.Dense(4, activation="softmax")])
-    noisy.compile_model(model, keras.optimizers.Adam(), "false")
+    compile_model(model, keras.optimizers.Adam(), "false")
     plain = model.evaluate(x, y, batch_size=40, verbose=0, return_dict=True)
     batches = ValidationBatches(x, y, replicas=3, per_replica=3)  # 40 -> 42 rows, batches of 9
     assert len(batches) == 5 and [len(batches[i][0]) for i in range(5)] == [9, 9, 9, 9, 6]
@@ -219,8 +220,9 @@ def test_keras_under_jax_never_loads_tensorflow(tmp_path):
         sys.path.insert(0, {REPO!r})
         import noisy
         keras = noisy.import_keras()
+        from noisy.resnet import build_resnet
         keras.utils.set_random_seed(0)  # Keras seeds TensorFlow too where it is installed ...
-        model = noisy.build_resnet("tiny", 4, (16, 16, 3))
+        model = build_resnet("tiny", 4, (16, 16, 3))
         model.save({str(tmp_path / 'model.keras')!r})  # ... and asks for it when it saves
         print(keras.backend.backend(), sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow")[:3])
     """)

@@ -73,7 +73,7 @@ def stage_results(accuracy, tta_accuracy, corruption):
 
 
 def test_results_page_opens_with_the_summary_a_reader_wants():
-    from noisy.report import results_markdown
+    from noisy.results_page import results_markdown
     results = {"test_images": 10000, "corruption_images": 2000, "students": ["student", "student-wide"],
                "teacher": stage_results(0.6080, 0.6150, 0.40),
                "student": dict(stage_results(0.7016, 0.7100, 0.45), noise=True),
@@ -107,7 +107,7 @@ def test_results_page_opens_with_the_summary_a_reader_wants():
 
 
 def test_results_page_of_a_teacher_alone_without_tta_corruptions_or_plots():
-    from noisy.report import results_markdown
+    from noisy.results_page import results_markdown
     teacher = {k: v for k, v in stage_results(0.5, 0.5, 0.4).items()
                if not k.startswith(("tta_", "corruption", "mean_corr", "family"))}
     page = results_markdown({"test_images": 80, "teacher": teacher}, None, ["a", "b", "c"], "T", plots=())
@@ -117,7 +117,7 @@ def test_results_page_of_a_teacher_alone_without_tta_corruptions_or_plots():
 
 
 def test_results_page_without_hidden_labels_says_pseudo_label_accuracy_is_unknown():
-    from noisy.report import results_markdown
+    from noisy.results_page import results_markdown
     pseudo = {"pool": 12, "kept": 12, "balanced": 12, "kept_per_class": [4, 4, 4], "threshold": 0.0, "soft": False}
     results = {"test_images": 80, "corruption_images": 80, "students": ["student"],
                "teacher": stage_results(0.5, 0.5, 0.4),

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from noisy.streams import NoisyStream
-from noisy.training import compile_model, fit, make_optimizer, one_hot
+from noisy.data import one_hot
+from noisy.training import compile_model, fit, make_optimizer
 
 LR, TOTAL, WARMUP = 0.3, 40, 7  # asymmetric: a swapped warmup/decay or a wrong cap shows
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from noisy.pseudo import soften
+from noisy.pseudo_labels import soften
 
 ROW = np.array([[0.5, 0.3, 0.2]], np.float32)  # asymmetric: a reversed or unnormalised row shows
 

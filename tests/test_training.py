@@ -7,7 +7,8 @@ import pytest
 
 from noisy.device_augment import with_device_noise
 from noisy.streams import NoisyStream
-from noisy.training import compile_model, fit, make_optimizer, one_hot
+from noisy.data import one_hot
+from noisy.training import compile_model, fit, make_optimizer
 
 
 def tiny_model(seed=0, dropout=0.0, size=4):

@@ -72,16 +72,19 @@ def measure():
     """Time STEPS - WARMUP training steps in this process; print one JSON line."""
     import keras
     import noisy
+    from noisy.resnet import build_resnet
+    from noisy.streams import NoisyStream
+    from noisy.training import compile_model
     require(keras.backend.backend() == "tensorflow", "bench/perf/cpu_env.py times TensorFlow's CPU kernels: run it with "
             "KERAS_BACKEND=tensorflow")
     from noisy.stages import provenance
     onednn = provenance()["cpu_kernels"] == "onednn"  # the stages' own record of the kernels
     images, labels = synthetic_images(STEPS * BATCH_SIZE, seed=4)
-    stream = noisy.NoisyStream([(images, np.arange(len(images)))], noisy.one_hot(labels, 10), BATCH_SIZE,
-                               randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE), flip_crop=True, seed=0,
-                               workers=WORKERS)
-    model = noisy.build_resnet(MODEL, 10, (32, 32, 3), dropout=0.2, survival_last=0.9, weight_decay=5e-4)
-    noisy.compile_model(model, keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), label_smoothing=0.1)
+    stream = NoisyStream([(images, np.arange(len(images)))], noisy.one_hot(labels, 10), BATCH_SIZE,
+                         randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE), flip_crop=True, seed=0,
+                         workers=WORKERS)
+    model = build_resnet(MODEL, 10, (32, 32, 3), dropout=0.2, survival_last=0.9, weight_decay=5e-4)
+    compile_model(model, keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), label_smoothing=0.1)
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):

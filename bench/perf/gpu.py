@@ -160,27 +160,32 @@ def noised_trainer(precision, optimizer, augment):
     """A fresh noised MODEL (and its trainer, with the noise in the train step for
     'device'), compiled with the optimizer, under `precision`; and the policy's name."""
     import keras
+    from noisy.device_augment import with_device_noise
+    from noisy.resnet import build_resnet
+    from noisy.training import compile_model, make_optimizer
     keras.backend.clear_session()
     policy = set_precision(precision)
-    model = noisy.build_resnet(MODEL, 10, (32, 32, 3), dropout=0.5, survival_last=0.8)
-    trainer = noisy.with_device_noise(model, NUM_OPS, MAGNITUDE, False, 0) if augment == "device" else model
+    model = build_resnet(MODEL, 10, (32, 32, 3), dropout=0.5, survival_last=0.8)
+    trainer = with_device_noise(model, NUM_OPS, MAGNITUDE, False, 0) if augment == "device" else model
     lr = {"adam": 1e-3, "sgd": 0.1}[optimizer]
-    noisy.compile_model(trainer, noisy.make_optimizer(optimizer, lr, "constant", 0, 0), JIT_COMPILE)
+    compile_model(trainer, make_optimizer(optimizer, lr, "constant", 0, 0), JIT_COMPILE)
     return model, trainer, policy
 
 
 def random_stream(n, batch, augment, rng):
+    from noisy.streams import NoisyStream
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     targets = noisy.one_hot(rng.integers(0, 10, n), 10)
-    return noisy.NoisyStream([(images, np.arange(n))], targets, batch,
-                             randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE) if augment == "cpu" else None,
-                             flip_crop=augment == "cpu", workers=STREAM_WORKERS, use_multiprocessing=False)
+    return NoisyStream([(images, np.arange(n))], targets, batch,
+                       randaugment=noisy.RandAugment(NUM_OPS, MAGNITUDE) if augment == "cpu" else None,
+                       flip_crop=augment == "cpu", workers=STREAM_WORKERS, use_multiprocessing=False)
 
 
 def train_part(deadline):
     """Training images/s per TRAIN_RUNS row, each within its share."""
     import keras
-    model = noisy.build_resnet(MODEL, 10, (32, 32, 3), dropout=0.5, survival_last=0.8)
+    from noisy.resnet import build_resnet
+    model = build_resnet(MODEL, 10, (32, 32, 3), dropout=0.5, survival_last=0.8)
     report(f"device {device_name()}; keras {keras.__version__}, backend {keras.backend.backend()}; model {MODEL} "
            f"({model.count_params():,} parameters, {forward_flops(model) / 1e9:.3f} GFLOP forward per 32x32 image); "
            f"jit_compile {JIT_COMPILE}; bf16 peak {peak_for('bfloat16') or 'unknown'} TFLOP/s; "
@@ -213,6 +218,7 @@ def train_one(name, precision, batch, optimizer, augment, deadline, rng):
 
 def epoch_part(deadline):
     """What the weight average and the epoch checkpoint cost per epoch, through noisy.fit."""
+    from noisy.training import fit
     from noisy.files import save_model
     batch = 64
     epoch_steps = EPOCH_IMAGES // batch
@@ -229,7 +235,7 @@ def epoch_part(deadline):
         clock = step_clock(time.time() + (deadline - time.time()) / (2 - k), min_steps=4)
         stage = os.path.join(WORK, f"epoch-{k}")
         stream.set_epoch(0)
-        noisy.fit(trainer, stream, None, stage, 1, "plateau", 250, 10, average, verbose=0, callbacks=[clock])
+        fit(trainer, stream, None, stage, 1, "plateau", 250, 10, average, verbose=0, callbacks=[clock])
         steps, seconds = clock.timed()
         files = os.path.join(stage, "resume", "epoch-0000")
         sizes = {name: os.path.getsize(os.path.join(files, name)) / 1e6 for name in sorted(os.listdir(files))}
@@ -250,14 +256,16 @@ def epoch_part(deadline):
 
 def label_part(deadline):
     """Labeling images/s: predict at LABEL_BATCH, un-noised, stopping at the deadline."""
+    from noisy.resnet import build_resnet
+    from noisy.streams import ImageBatches
     policy = set_precision(LABEL_PRECISION)
-    model = noisy.build_resnet(MODEL, 10, (32, 32, 3), dropout=0.5, survival_last=0.8)
+    model = build_resnet(MODEL, 10, (32, 32, 3), dropout=0.5, survival_last=0.8)
     pool = np.random.default_rng(1).integers(0, 256, (LABEL_IMAGES, 32, 32, 3), dtype=np.uint8)
     start = time.time()
-    model.predict(noisy.ImageBatches(pool[:LABEL_BATCH * 2], np.arange(LABEL_BATCH * 2), LABEL_BATCH), verbose=0)
+    model.predict(ImageBatches(pool[:LABEL_BATCH * 2], np.arange(LABEL_BATCH * 2), LABEL_BATCH), verbose=0)
     compile_s = time.time() - start
     clock = step_clock(deadline, min_steps=3)
-    model.predict(noisy.ImageBatches(pool, np.arange(LABEL_IMAGES // LABEL_BATCH * LABEL_BATCH), LABEL_BATCH),
+    model.predict(ImageBatches(pool, np.arange(LABEL_IMAGES // LABEL_BATCH * LABEL_BATCH), LABEL_BATCH),
                   verbose=0, callbacks=[clock])
     steps, seconds = clock.timed()
     rate = steps * LABEL_BATCH / seconds

@@ -47,15 +47,17 @@ def student_epoch(run_dir):
     """One epoch of the student's stream (labeled + IMAGES pseudo-labels, with RandAugment),
     built as train_student.py builds it."""
     import noisy
+    from noisy.streams import NoisyStream
+    from noisy.training import compile_model
     data = noisy.load_split(os.path.join(run_dir, "data"))
     pool = noisy.NpyRows(os.path.join(run_dir, "pool.npy"))
     rows = np.load(os.path.join(run_dir, "pseudo", "indices.npy"))
     targets = np.concatenate([noisy.one_hot(data["train_labels"][data["labeled"]], 10),
                               np.load(os.path.join(run_dir, "pseudo", "targets.npy"))])
-    stream = noisy.NoisyStream([(data["train_images"], data["labeled"]), (pool, rows)], targets, BATCH_SIZE,
-                               randaugment=noisy.RandAugment(2, 10), flip_crop=True, workers=WORKERS)
+    stream = NoisyStream([(data["train_images"], data["labeled"]), (pool, rows)], targets, BATCH_SIZE,
+                         randaugment=noisy.RandAugment(2, 10), flip_crop=True, workers=WORKERS)
     model = micro_model()
-    noisy.compile_model(model, "adam")
+    compile_model(model, "adam")
     model.fit(stream, epochs=1, verbose=0)
     print(f"student epoch: {len(stream)} steps over {len(targets)} images")
 
@@ -108,9 +110,10 @@ if __name__ == "__main__":
     # The minimal teacher, trained a little on the synthetic labels so that its labels
     # spread over all classes and the student's epoch covers the whole pool.
     import noisy
+    from noisy.training import compile_model
     data = noisy.load_split(os.path.join(run_dir, "data"))
     model = micro_model()
-    noisy.compile_model(model, "adam")
+    compile_model(model, "adam")
     model.fit(data["train_images"][:], noisy.one_hot(data["train_labels"], 10), epochs=20, verbose=0)
     model.save(os.path.join(run_dir, "teacher", "model.keras"))
     pool_file = os.path.join(run_dir, "pool.npy")

@@ -78,6 +78,9 @@ def measure():
     """One backend: {batch: {variant: [per-round median step seconds]}}, and the compile times."""
     import keras
     import numpy as np
+    from noisy.resnet import build_resnet
+    from noisy.streams import NoisyStream
+    from noisy.training import compile_model, fit, make_optimizer
 
     class StepClock(keras.callbacks.Callback):
         async_safe = True  # see the docstring
@@ -94,17 +97,17 @@ def measure():
             return median(np.diff(ends))
 
     keras.utils.set_random_seed(0)
-    model = noisy.build_resnet(MODEL, 10, (IMAGE_SIZE, IMAGE_SIZE, 3))
-    noisy.compile_model(model, noisy.make_optimizer("adam", 1e-3, "plateau", 0, 0), JIT_COMPILE)
+    model = build_resnet(MODEL, 10, (IMAGE_SIZE, IMAGE_SIZE, 3))
+    compile_model(model, make_optimizer("adam", 1e-3, "plateau", 0, 0), JIT_COMPILE)
     rng = np.random.default_rng(0)
     streams, compile_s = {}, {}
     for batch in BATCH_SIZES:
         n = batch * (WARMUP + steps_for(batch))
         images = rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         targets = noisy.one_hot(rng.integers(0, 10, n), 10)
-        streams[batch] = noisy.NoisyStream([(images, np.arange(n))], targets, batch)
+        streams[batch] = NoisyStream([(images, np.arange(n))], targets, batch)
         start = time.perf_counter()  # compile at this batch's shape (two steps)
-        model.fit(noisy.NoisyStream([(images[:2 * batch], np.arange(2 * batch))], targets[:2 * batch], batch),
+        model.fit(NoisyStream([(images[:2 * batch], np.arange(2 * batch))], targets[:2 * batch], batch),
                   epochs=1, verbose=0)
         compile_s[batch] = time.perf_counter() - start
 
@@ -117,8 +120,8 @@ def measure():
                 # The training scripts' call (train_teacher.py): plateau schedule, FLAT_EPOCHS 250, PATIENCE 10,
                 # no validation split here (validation runs at the epoch's end, not in a step).
                 stream.set_epoch(0)
-                noisy.fit(model, stream, None, stage_dir, 1, "plateau", 250, 10,
-                          AVERAGE if variant == "average" else 0.0, verbose=2, callbacks=[clock])
+                fit(model, stream, None, stage_dir, 1, "plateau", 250, 10,
+                    AVERAGE if variant == "average" else 0.0, verbose=2, callbacks=[clock])
         return clock.step_seconds()
 
     seconds = {batch: {v: [] for v in VARIANTS} for batch in BATCH_SIZES}

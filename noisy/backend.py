@@ -1,6 +1,7 @@
-"""TensorFlow's start-up notices filtered out of a script's stderr.
+"""The Keras backend: which one loads (`keras_backend`), and Keras imported without
+TensorFlow's start-up notices (`import_keras`), TensorFlow not at all under JAX.
 
-TensorFlow prints them while it loads and when it first probes for a GPU, whatever
+TensorFlow prints the notices while it loads and when it first probes for a GPU, whatever
 TF_CPP_MIN_LOG_LEVEL says (absl writes them before its log is set up): oneDNN and CUDA
 notices, CPU instruction hints, and on a machine without a GPU a `cuInit` error. They are
 caught at the file-descriptor level (they come from C++) and every other line is passed on.

@@ -1,29 +1,8 @@
-"""evaluate.py's settings check, the fixed test subset its corruption check scores, and
-its results page: `results_markdown` builds results.md from the results dict alone (the
-article's table, calibration and flip TTA, corruptions by family and one by one,
-per-class accuracy). The metrics are in noisy/metrics.py, the plots in noisy/plots.py."""
-import numpy as np
-
+"""evaluate.py's results page: `results_markdown` builds results.md from the results dict
+alone (the article's table, calibration and flip TTA, corruptions by family and one by
+one, per-class accuracy). The metrics are in noisy/metrics.py, the plots in noisy/plots.py."""
 from noisy.corruptions import CORRUPTIONS, FAMILIES
-from noisy.errors import require
 from noisy.plots import PLOTS
-
-
-def check_evaluation_settings(s):
-    """Range checks of evaluate.py's settings (lower-case names)."""
-    require(s["batch_size"] >= 1 and s["ece_bins"] >= 1, "--batch_size and --ece_bins must be >= 1")
-    require(all(v in (1, 2, 3, 4, 5) for v in s["severities"]),
-            f"--severities={s['severities']}: expected values in 1..5")
-    require(s["corruption_images"] >= 0, "--corruption_images must be >= 0")
-
-
-def corruption_subset(labels, num_classes, count):
-    """A fixed, class-balanced subset of the test images for the corruption check
-    (the first `count` / classes of each class; 0 = all), identical for every model."""
-    if not 0 < count < len(labels):
-        return np.arange(len(labels))
-    per_class = max(1, count // num_classes)
-    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)]))
 
 
 def _points(difference):

@@ -1,27 +1,14 @@
-"""Pseudo-labeling's pieces: the teacher's probabilities for a pool (also split over
-several GPUs or machines as shards, saved with what made them and merged after checking),
-the confidence threshold's guard, soft targets at a temperature, class balancing by
-index, and the summary of what was kept."""
+"""Pseudo-labels, the method of stage 2: the teacher's probabilities for a pool (in
+inference mode; over several GPUs or machines as shards, noisy/shards.py), the confidence
+threshold's guard, soft targets at a temperature, class balancing by index, and the
+summary of what was kept."""
 import os
 import sys
 
 import numpy as np
 
-from noisy.errors import UserError, require
-from noisy.arrays import load_npy
-from noisy.files import read_json, save_json, save_npy, sha256
-
-
-def check_labeling_settings(s):
-    """Range checks of pseudo_label.py's settings (lower-case names)."""
-    require(0 <= s["threshold"] < 1, f"--threshold={s['threshold']}: expected a probability in [0, 1)")
-    require(s["per_class"] >= 0 and s["batch_size"] >= 1, "--per_class must be >= 0 and --batch_size >= 1")
-    require(s["temperature"] > 0, f"--temperature={s['temperature']}: expected > 0 (--soft=False for one-hot targets)")
-    require(s["num_shards"] >= 1 and -1 <= s["shard"] < s["num_shards"],
-            f"--shard={s['shard']} --num_shards={s['num_shards']}: expected num_shards >= 1 and shard in "
-            "-1..num_shards-1")
-    require(s["workers"] >= 1 and s["cinic_per_class"] >= 0, "--workers must be >= 1 and --cinic_per_class >= 0")
-    require(0 <= s["seed"] < 2 ** 32, f"--seed={s['seed']}: expected an integer in [0, 2**32)")
+from noisy.errors import UserError
+from noisy.shards import merge_shards, save_shard
 
 
 def teacher_probabilities(teacher, pool, batch_size, workers, stage, num_shards=1, shard=-1):
@@ -33,7 +20,7 @@ def teacher_probabilities(teacher, pool, batch_size, workers, stage, num_shards=
     shard_id = dict(stage.identity["inputs"], pool_rows=len(pool.rows))
     if num_shards > 1 and shard == -1:
         return merge_shards(shard_dir, num_shards, shard_id)
-    from noisy.quiet import import_keras
+    from noisy.backend import import_keras
     import_keras()  # without TensorFlow's start-up notices
     from noisy.devices import where_it_runs
     from noisy.streams import ImageBatches
@@ -131,40 +118,3 @@ def balance_classes(classes, confidence, num_classes, per_class, rng):
             chosen.append(np.concatenate([np.tile(members, copies),
                                           rng.choice(members, extra, replace=False)]))
     return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
-
-
-def save_shard(shard_dir, shard, num_shards, pool_id, probs):
-    """Save one slice of the pool's teacher probabilities with what it was made from."""
-    stem = os.path.join(shard_dir, f"probs-{shard:04d}-of-{num_shards:04d}")
-    save_npy(stem + ".npy", probs)
-    save_json(stem + ".json", dict(pool_id, shard=shard, rows=len(probs), sha256=sha256(stem + ".npy")))
-
-
-def merge_shards(shard_dir, num_shards, pool_id):
-    """Join the slices saved by `save_shard`, refusing missing ones and slices made by
-    another teacher or from another pool, and slices changed since they were written."""
-    parts, missing = [], []
-    for shard in range(num_shards):
-        stem = os.path.join(shard_dir, f"probs-{shard:04d}-of-{num_shards:04d}")
-        if not (os.path.isfile(stem + ".json") and os.path.isfile(stem + ".npy")):
-            missing.append(str(shard))
-            continue
-        meta = read_json(stem + ".json", f"label shard {shard} again")
-        stale = [k for k in pool_id if meta.get(k) != pool_id[k]]
-        if stale:
-            raise UserError(f"{stem}.json was made with another {', '.join(stale)}; label shard {shard} again")
-        if sha256(stem + ".npy") != meta.get("sha256"):  # read whole anyway: hashed, not dated
-            raise UserError(f"{stem}.npy is not the file pseudo_label.py --num_shards={num_shards} --shard={shard} "
-                            f"wrote (its sha256 differs from the one {os.path.basename(stem)}.json records); label "
-                            f"shard {shard} again")
-        parts.append(load_npy(stem + ".npy", mmap=False))
-    if missing:
-        raise UserError(f"{shard_dir}: shard(s) {', '.join(missing)} of {num_shards} not labeled yet; "
-                        f"run pseudo_label.py --num_shards={num_shards} --shard=N for each")
-    probs = np.concatenate(parts)
-    if len(probs) != pool_id["pool_rows"]:
-        raise UserError(f"{shard_dir}: shards hold {len(probs)} rows, the pool {pool_id['pool_rows']}")
-    if not (probs.ndim == 2 and np.isfinite(probs).all() and (probs >= 0).all()
-            and np.allclose(probs.sum(axis=1), 1, atol=1e-3)):
-        raise UserError(f"{shard_dir}: the shards hold rows that are not probabilities; label them again")
-    return probs
