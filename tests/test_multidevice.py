@@ -115,7 +115,8 @@ def test_a_gpu_the_backend_cannot_see_is_warned_about(jax_run):
 
 def test_xla_is_refused_under_tensorflow_mirrored_strategy(synthetic_npz, tmp_path):
     out = run_script("train_teacher.py", f"--data={synthetic_npz}", f"--run_dir={tmp_path / 'run'}", "--epochs=1",
-                     "--model=tiny", "--data_parallel=True", "--jit_compile=true", check=False,
+                     "--num_labeled=80", "--num_val=40", "--model=tiny", "--data_parallel=True", "--jit_compile=true",
+                     check=False,
                      env=devices_env("tensorflow", 2))
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
