@@ -7,7 +7,7 @@ parts) that ends within 8 minutes (issues #19 and #35). Its parts, in this order
           noise on the device or in CPU worker threads; the fraction of the dense bf16
           peak (bfloat16 rows only) and the GPU's busy fraction.
   epoch   what the weight average and the epoch checkpoint cost per epoch, through the
-          training scripts' `noisy.fit`: the article's defaults (float32, batch 64, Adam,
+          training scripts' `noisy.training.fit`: the article's defaults (float32, batch 64, Adam,
           noise on the device), once without and once with `average=AVERAGE`; each fit's
           epoch checkpoint (model.keras with the optimizer and, with the average, its values) timed; the
           checkpoint's write as a fraction of the epoch, and the k for which keeping one
@@ -68,7 +68,7 @@ Epoch costs. An epoch is EPOCH_IMAGES images (the article teacher's 45,000 label
 stopped epoch still ends with its checkpoint). The epoch time is the mean step (first
 step's end to the last's) x the epoch's steps; the average's cost is the difference of
 the two fits' epoch times; the checkpoint's write is the time from the last step's end
-to the end of the epoch's callbacks (noisy.fit's EpochCheckpoint: model.keras,
+to the end of the epoch's callbacks (noisy.training.fit's EpochCheckpoint: model.keras,
 random_state.npz, history), the files written to WORK's disk.
 
 effect: if effect.py cannot finish in its budget, the table covers the phases that
@@ -217,7 +217,7 @@ def train_one(name, precision, batch, optimizer, augment, deadline, rng):
 
 
 def epoch_part(deadline):
-    """What the weight average and the epoch checkpoint cost per epoch, through noisy.fit."""
+    """What the weight average and the epoch checkpoint cost per epoch, through noisy.training.fit."""
     from noisy.training import fit
     from noisy.files import save_model
     batch = 64

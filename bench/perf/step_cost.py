@@ -2,9 +2,9 @@
 (issue #35): the ResNet50 preset with the article's Adam (lr 1e-3), trained by
 
     bare     model.fit(stream), no callbacks
-    default  noisy.fit(..., average=0.0): the scripts' callbacks (StopOnNaN, the epoch
+    default  noisy.training.fit(..., average=0.0): the scripts' callbacks (StopOnNaN, the epoch
              checkpoint, the plateau schedule's ReduceLROnPlateau and EarlyStopping)
-    average  noisy.fit(..., average=0.999): the same plus the weight average
+    average  noisy.training.fit(..., average=0.999): the same plus the weight average
 
 at the article's batch (64) and at a small one (8), where a step's compute is small, as
 on a GPU, so a fixed per-step cost shows. One command measures every backend of BACKENDS,
