@@ -67,7 +67,8 @@ def differences(old, new, prefix=""):
     if isinstance(old, dict) and isinstance(new, dict):
         return [d for key in sorted(set(old) | set(new))
                 for d in differences(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)]
-    short = [text if len(text) <= 40 else text[:37] + "..." for text in (json.dumps(old), json.dumps(new))]
+    short = [text if len(text) <= 40 else text[:36] + ('..."' if text[0] == '"' else "...")
+             for text in (json.dumps(old), json.dumps(new))]  # a cut string keeps its closing quote
     return [] if old == new else [f"{prefix or 'identity'} {short[0]} (now {short[1]})"]
 
 
