@@ -65,19 +65,17 @@ class Averaged(keras.Model):
     def call(self, inputs, training=False):
         return self.model(inputs, training=training)
 
-    def next_average(self, averages, raws, updates):
-        """The average after one more update: average - (1 - decay) (average - raw)."""
+    def rate(self, updates):
+        """(1 - decay, update count) of the next update: average -= (1 - decay) (average - raw)."""
         updates = updates + 1
-        rate = 1.0 - decay_at(self.decay, ops.cast(updates, "float32"))
-        return [a - ops.cast(rate, a.dtype) * (a - w) for a, w in zip(averages, raws)], updates
+        return 1.0 - decay_at(self.decay, ops.cast(updates, "float32")), updates
 
     def train_step(self, *args):
         if keras.backend.backend() != "jax":  # stateful: the optimizer has updated the variables
             logs = super().train_step(*args)
-            averages, updates = self.next_average([a.value for a in self.average], [w.value for w in self.raw],
-                                                  self.updates.value)
-            for variable, value in zip(self.average, averages):
-                variable.assign(value)
+            rate, updates = self.rate(self.updates.value)
+            for average, raw in zip(self.average, self.raw):  # in place: no copy of a ResNet50's 94 MB
+                average.assign_sub(ops.cast(rate, average.dtype) * (average.value - raw.value))
             self.updates.assign(updates)
             return logs
         # JAX: stateless, the step returns the variables' new values in `state`.
@@ -86,8 +84,8 @@ class Averaged(keras.Model):
         where.update({id(v): ("n", i) for i, v in enumerate(self.non_trainable_variables)})
         values = {"t": list(trainable), "n": list(non_trainable)}
         value = lambda v: values[where[id(v)][0]][where[id(v)][1]]  # noqa: E731
-        averages, updates = self.next_average([value(a) for a in self.average], [value(w) for w in self.raw],
-                                              value(self.updates))
+        rate, updates = self.rate(value(self.updates))
+        averages = [value(a) - ops.cast(rate, a.dtype) * (value(a) - value(w)) for a, w in zip(self.average, self.raw)]
         for variable, new in zip([*self.average, self.updates], [*averages, updates]):
             values["n"][where[id(variable)][1]] = new
         return logs, (values["t"], values["n"], optimizer, metrics)

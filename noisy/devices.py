@@ -175,15 +175,18 @@ def barrier(name):
 
 
 # ---------------------------------------------------------------- what a script says at start
-def where_it_runs(replicas=1, augment="none", labeling=False):
+def where_it_runs(replicas=1, augment="none", labeling=None):
     """One line: backend, devices, precision, where the noise runs, data-parallel width and
-    processes (XLA is said once the model is compiled); and a warning where nvidia-smi sees a GPU the backend does not."""
+    processes (XLA is said once the model is compiled); `labeling`: the teacher being
+    labeled with (its own precision). And a warning where nvidia-smi sees a GPU the backend does not."""
     backend = keras.backend.backend()
     devices = keras.distribution.list_devices()
     kinds = sorted({str(d).split(":")[0].lower() for d in devices})
     index, count = job_size()
     parts = [f"running on {backend}: {len(devices)} {'/'.join(kinds)} device(s)",
-             "the teacher's precision" if labeling else keras.mixed_precision.global_policy().name]
+             # the teacher's first layer with weights: a loaded model's own policy is the global one
+             next(layer.dtype_policy for layer in labeling.layers if layer.weights).name if labeling else
+             keras.mixed_precision.global_policy().name]
     if labeling:
         parts.append("predicting on one device")
     else:

@@ -24,9 +24,9 @@ def teacher_probabilities(teacher, pool, batch_size, workers, stage, num_shards=
     import_keras()  # without TensorFlow's start-up notices
     from noisy.devices import where_it_runs
     from noisy.streams import ImageBatches
-    where_it_runs(labeling=True)
-    part = np.array_split(np.arange(len(pool.rows)), num_shards)[max(shard, 0)]
     model = teacher.load_model()
+    where_it_runs(labeling=model)
+    part = np.array_split(np.arange(len(pool.rows)), num_shards)[max(shard, 0)]
     print(f"labeling {len(part)} images with the teacher ...", flush=True)
     probs = model.predict(ImageBatches(pool.images, pool.rows[part], batch_size, workers=workers),
                           verbose=1 if sys.stdout.isatty() else 0).astype(np.float32)  # a bar on a terminal

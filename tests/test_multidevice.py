@@ -83,7 +83,7 @@ def test_the_four_stages_run_data_parallel(name, where, xla, request):
         assert f"global batch {8 * replicas} (8 x {replicas} replica(s)), learning rate 0.001 (none scaling)" in stdout
         assert f"steps, {xla}" in stdout
     assert f"1 epochs of {80 // (8 * replicas)} steps" in out["teacher"].stdout
-    assert "predicting on one device" in out["pseudo"].stdout
+    assert ", mixed_bfloat16, predicting on one device" in out["pseudo"].stdout  # the teacher's precision
     results = json.load(open(os.path.join(run, "results.json")))
     for stage in ("teacher", "student"):
         assert np.array(results[stage]["confusion"]).sum() == 80
