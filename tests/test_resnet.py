@@ -45,7 +45,7 @@ def test_resnet9_presets_halve_the_image_per_stage_and_grow_in_width():
     assert model.get_layer("head_dropout").rate == 0.5
 
 
-@pytest.mark.parametrize("name", ["tiny", "small", "resnet9_w16"])
+@pytest.mark.parametrize("name", ["resnet9_w16"])  # the bottleneck presets train in every pipeline test
 def test_forward_and_backward_at_a_tiny_size(name):
     model = build_resnet(name, 3, (16, 16, 3), dropout=0.5, survival_last=0.8, weight_decay=5e-4)
     model.compile("adam", "categorical_crossentropy")
