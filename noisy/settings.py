@@ -107,6 +107,11 @@ def configure(namespace, argv=None):
 
 
 # ------------------------------------------------------------------ each script's checks
+def at_least(s, low, *names):
+    """(holds, message) for each setting of `names` that must be >= `low`, naming its value."""
+    return [(s[name] >= low, f"--{name}={s[name]}: expected >= {low}") for name in names]
+
+
 def check_run_dir(run_dir):
     """An empty --run_dir would take the current folder for the run folder: refused."""
     require(run_dir.strip(), f"--run_dir={run_dir!r} is empty: name the run folder (say --run_dir=runs/default)")
@@ -121,9 +126,8 @@ def check_training_settings(s, student=False):
         (s["model"] in MODELS or (student and s["model"] == ""), f"--model={s['model']!r}: expected {allowed}"),
         (s["optimizer"] in OPTIMIZERS, f"--optimizer={s['optimizer']!r}: expected one of {OPTIMIZERS}"),
         (s["schedule"] in SCHEDULES, f"--schedule={s['schedule']!r}: expected one of {SCHEDULES}"),
-        (s["epochs"] >= 1 and s["batch_size"] >= 1 and s["workers"] >= 1 and s["checkpoint_every"] >= 1
-         and s["steps_per_execution"] >= 1,
-         "--epochs, --batch_size, --workers, --checkpoint_every and --steps_per_execution must be >= 1"),
+        *at_least(s, 1, "epochs", "batch_size", "workers", "checkpoint_every", "steps_per_execution", "patience"),
+        *at_least(s, 0, "warmup_epochs", "flat_epochs", *[n for n in ("num_labeled", "num_val") if n in s]),
         (s["lr"] > 0 and s["weight_decay"] >= 0,
          f"--lr must be > 0 and --weight_decay >= 0 (got {s['lr']}, {s['weight_decay']})"),
         (0 <= s["dropout"] < 1 and 0 < s["survival_last"] <= 1,
@@ -135,13 +139,10 @@ def check_training_settings(s, student=False):
          f"--ema and --label_smoothing must be in [0, 1) (got {s['ema']}, {s['label_smoothing']})"),
         (s["augment"] in AUGMENTS, f"--augment={s['augment']!r}: expected one of {AUGMENTS}"),
         (s["model_file"] in MODEL_FILES, f"--model_file={s['model_file']!r}: expected one of {MODEL_FILES}"),
-        (s["warmup_epochs"] >= 0 and s["flat_epochs"] >= 0 and s["patience"] >= 1,
-         "--warmup_epochs and --flat_epochs must be >= 0 and --patience >= 1"),
         (s["mixed_precision"] in PRECISIONS, f"--mixed_precision={s['mixed_precision']!r}: expected one of {PRECISIONS}"),
         (str(s["jit_compile"]).lower() in JIT, f"--jit_compile={s['jit_compile']!r}: expected 'auto', 'true' or 'false'"),
         (s["lr_scaling"] in LR_RULES, f"--lr_scaling={s['lr_scaling']!r}: expected one of {LR_RULES}"),
         (0 <= s["seed"] < 2 ** 32, f"--seed={s['seed']}: expected an integer in [0, 2**32)"),
-        (s.get("num_labeled", 0) >= 0 and s.get("num_val", 0) >= 0, "--num_labeled and --num_val must be >= 0"),
     ]
     if student:
         checks += [
@@ -157,18 +158,18 @@ def check_labeling_settings(s):
     """pseudo_label.py's settings (lower-case names)."""
     check_run_dir(s["run_dir"])
     require(0 <= s["threshold"] < 1, f"--threshold={s['threshold']}: expected a probability in [0, 1)")
-    require(s["per_class"] >= 0 and s["batch_size"] >= 1, "--per_class must be >= 0 and --batch_size >= 1")
+    for ok, message in [*at_least(s, 0, "per_class", "cinic_per_class"), *at_least(s, 1, "batch_size", "workers")]:
+        require(ok, message)
     require(s["temperature"] > 0, f"--temperature={s['temperature']}: expected > 0 (--soft=False for one-hot targets)")
     require(s["num_shards"] >= 1 and -1 <= s["shard"] < s["num_shards"],
             f"--shard={s['shard']} --num_shards={s['num_shards']}: expected num_shards >= 1 and shard in "
             "-1..num_shards-1")
-    require(s["workers"] >= 1 and s["cinic_per_class"] >= 0, "--workers must be >= 1 and --cinic_per_class >= 0")
     require(0 <= s["seed"] < 2 ** 32, f"--seed={s['seed']}: expected an integer in [0, 2**32)")
 
 
 def check_evaluation_settings(s):
     """evaluate.py's settings (lower-case names)."""
     check_run_dir(s["run_dir"])
-    require(s["batch_size"] >= 1 and s["ece_bins"] >= 1, "--batch_size and --ece_bins must be >= 1")
+    for ok, message in [*at_least(s, 1, "batch_size", "ece_bins"), *at_least(s, 0, "corruption_images")]:
+        require(ok, message)
     require(all(v in SEVERITIES for v in s["severities"]), f"--severities={s['severities']}: expected values in 1..5")
-    require(s["corruption_images"] >= 0, "--corruption_images must be >= 0")

@@ -146,8 +146,8 @@ def test_help_prints_the_settings_block_before_tensorflow_loads(flag):
     ("train_student.py", "--mixed_precision=fp8", "--mixed_precision='fp8': expected one of"),
     ("train_teacher.py", "--jit_compile=maybe", "--jit_compile='maybe': expected 'auto', 'true' or 'false'"),
     ("train_teacher.py", "--seed=-1", "--seed=-1: expected an integer in [0, 2**32)"),
-    ("train_teacher.py", "--num_labeled=-5", "--num_labeled and --num_val must be >= 0"),
-    ("pseudo_label.py", "--workers=0", "--workers must be >= 1"),
+    ("train_teacher.py", "--num_labeled=-5", "--num_labeled=-5: expected >= 0"),
+    ("pseudo_label.py", "--workers=0", "--workers=0: expected >= 1"),
 ])
 def test_a_bad_setting_answers_before_keras_loads(script, arg, message, tmp_path):
     out, err, (ended, loaded) = run_in_a_fresh_python(script, arg, tmp_path)
