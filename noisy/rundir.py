@@ -157,10 +157,9 @@ class RunDir:
         made = self._record(folder).get("stage")
         require(made in (None, kind), f"{path} holds a {made} stage, not a {WHAT[kind]}: it is not replaced by one; "
                 "use another --run_dir")
-        if shard is None:
-            lock(path, tidy=True)  # a stage refused before it began leaves no folder
-        else:
-            lock(os.path.join(path, "shards"), f".lock-{shard:04d}", tidy=True)
+        # The lock beside the stage folder, which Stage.begin makes: a stage refused before it began leaves none.
+        lock(os.path.join(self.dir, f".lock-{folder}" + ("" if shard is None else f"-{shard:04d}")),
+             path if shard is None else f"{path} shard {shard}")
         return Stage(kind, path, settings, retrain, shard_run=shard is not None)
 
     # ------------------------------------------------------------------ inputs
@@ -265,7 +264,7 @@ class RunDir:
         if job_process()[0]:
             print(f"process {job_process()[0]}: evaluation is process 0's, nothing to do here")
             raise SystemExit(0)
-        lock(self.dir, ".lock-evaluate")
+        lock(os.path.join(self.dir, ".lock-evaluate"), self.dir)
 
     def students(self, names, teacher, split=None):
         """(students, pseudo): the finished students `names` ('all', 'none', or a comma-separated
