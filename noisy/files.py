@@ -131,18 +131,6 @@ def file_record(path, known=None):
 
 
 def unchanged(path, record):
-    """Whether `path` is the file `record` describes: same size and time, or same size and
-    sha256 (a copy). A record without size (older code) is hashed."""
-    if not record or not os.path.isfile(path) or os.path.getsize(path) != record.get("size", os.path.getsize(path)):
-        return False
-    return file_record(path, record)["sha256"] == record["sha256"]
-
-
-def recorded_files(config):
-    """{name: record} of the files a config.json records (older code: sha256 only)."""
-    if "files" in config:
-        return config["files"]
-    files = {name: {"sha256": digest} for name, digest in config.get("files_sha256", {}).items()}
-    if config.get("model_sha256"):
-        files[config.get("model_file", "model.keras")] = {"sha256": config["model_sha256"]}
-    return files
+    """Whether `path` is the file `record` describes: same size, and same time or sha256 (a copy)."""
+    return bool(record) and os.path.isfile(path) and os.path.getsize(path) == record.get("size") \
+        and file_record(path, record)["sha256"] == record.get("sha256")

@@ -17,7 +17,7 @@ import numpy as np
 from noisy.arrays import NpyRows, load_npy
 from noisy.data import DATA_FILES, commit_split, load_split, prepare_data, split_id
 from noisy.errors import UserError, require
-from noisy.files import file_record, load_model, read_json, recorded_files, relative_to_run, unchanged
+from noisy.files import file_record, load_model, read_json, relative_to_run, unchanged
 from noisy.locks import lock
 from noisy.plots import PLOTS
 from noisy.stages import WHAT, Stage
@@ -52,7 +52,7 @@ class Finished:
     def __init__(self, folder, kind, config):
         self.dir, self.kind, self.config, self.script = folder, kind, config, SCRIPTS[kind]
         self.what_of = {"pseudo": "pseudo-labels"}.get(kind, kind)  # for "made from <what_of> run <id>"
-        self.run_id, self.files = config["run_id"], recorded_files(config)
+        self.run_id, self.files = config["run_id"], config.get("files", {})
         self.inputs = config.get("identity", {}).get("inputs", {})
         self.model_file = config.get("model_file", "model.keras")
         self.model_path = os.path.join(folder, self.model_file)
@@ -181,7 +181,7 @@ class RunDir:
         """RUN_DIR/data as the teacher left it: complete, every file unchanged."""
         data_dir = os.path.join(self.dir, "data")
         config = finished_config(os.path.join(data_dir, "config.json"), "train_teacher.py", "split")
-        records = recorded_files(config)
+        records = config.get("files", {})
         changed = [name for name in DATA_FILES if not unchanged(os.path.join(data_dir, name), records.get(name))]
         require(not changed, f"{data_dir}: {', '.join(changed)} changed since train_teacher.py wrote it; run "
                 "train_teacher.py again with the same settings to make the split again from its source")
@@ -293,7 +293,7 @@ class RunDir:
         of it (the split's, the last labeling's) still fits."""
         pool = unlabeled_pool(unlabeled, split, cinic_per_class, seed, self.dir)
         last = self._record("pseudo")
-        known = recorded_files(split.config).get("train_images.npy") if pool.source == "split" else \
+        known = split.config["files"]["train_images.npy"] if pool.source == "split" else \
             last.get("pool_record") if os.path.abspath(os.path.join(self.dir, last.get("pool_file", ""))) == pool.file \
             else None
         pool.record = file_record(pool.file, known)

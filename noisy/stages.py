@@ -17,7 +17,7 @@ import time
 
 from noisy.errors import UserError, interrupted, require
 from noisy.settings import MODEL_FILES
-from noisy.files import file_record, read_json, recorded_files, save_json, save_model, save_npy, unchanged
+from noisy.files import file_record, read_json, save_json, save_model, save_npy, unchanged
 
 # Settings that change how fast or where a stage runs, not what it makes: for every stage,
 # and per stage those whose effect its inputs' identity already records.
@@ -97,7 +97,7 @@ class Stage:
         if config.get("complete") is True:
             differ = differences(config.get("identity"), self.identity)
             if not differ:
-                changed = [name for name, record in recorded_files(config).items()
+                changed = [name for name, record in config.get("files", {}).items()
                            if not unchanged(os.path.join(self.dir, name), record)]
                 require(not changed, f"{self.dir} holds a finished {self.what} whose {', '.join(changed)} changed or "
                         "went missing since it was written; pass --retrain=True to make it again")
