@@ -203,8 +203,8 @@ def test_two_processes_never_hold_one_lock(tmp_path):
     code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from noisy.locks import lock; from noisy.errors "
             "import UserError\ntry:\n lock(sys.argv[2]); print('held', flush=True); time.sleep(1.5)\n"
             "except UserError: print('refused', flush=True)")
-    processes = [subprocess.Popen([sys.executable, "-c", code, REPO, str(tmp_path / ".lock-stage")], stdout=subprocess.PIPE,
-                                  text=True) for _ in range(6)]
+    processes = [subprocess.Popen([sys.executable, "-c", code, REPO, str(tmp_path / ".lock-stage")],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(6)]
     answers = sorted(p.communicate()[0].strip() for p in processes)
     assert answers == ["held"] + ["refused"] * 5
 

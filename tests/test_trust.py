@@ -164,10 +164,9 @@ def test_a_cache_changed_or_damaged_since_it_was_written_is_decoded_again(damage
 # ----------------------------------------------------------------------------- 3. one run per stage
 def test_a_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
     stage, path = str(tmp_path / "teacher"), str(tmp_path / ".lock-teacher")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                               "from noisy.locks import lock; lock(sys.argv[2], sys.argv[3]); print('held', flush=True); "
-                               "sys.stdin.read()", REPO, path, stage], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from noisy.locks "
+                               "import lock; lock(sys.argv[2], sys.argv[3]); print('held', flush=True); sys.stdin.read()",
+                               REPO, path, stage], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(UserError, match=rf"{stage} is in use by process {holder.pid} on host .* since "):
