@@ -113,7 +113,7 @@ def download_cinic10(cache_dir=None, urls=CINIC10_URLS, file_hash=CINIC10_MD5):
     failures = []
     try:
         os.makedirs(datadir, exist_ok=True)
-        with locked(datadir, ARCHIVE_NAME + ".lock"):  # shard runs that start together download once
+        with locked(archive + ".lock"):  # shard runs that start together download once
             root = _split_root(extracted) if os.path.isfile(done) else None  # another process finished it
             if root:
                 return root

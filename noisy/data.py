@@ -20,7 +20,7 @@ import shutil
 import numpy as np
 
 from noisy.arrays import NpyRows, load_npy
-from noisy.files import file_record, file_stat, read_json, recorded_files, save_json, save_npy, sha256, unchanged
+from noisy.files import file_record, file_stat, read_json, save_json, save_npy, sha256, unchanged
 from noisy.images import decode_images, list_images, warn_skipped
 from noisy.errors import UserError
 
@@ -159,7 +159,7 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
         if differ and config.get("complete"):
             raise UserError(f"{data_dir} holds a split made with other data settings: {'; '.join(differ)}; "
                             "use a new --run_dir for other data settings")
-        records = recorded_files(config)
+        records = config.get("files", {})
         if config.get("complete") and all(unchanged(os.path.join(data_dir, f), records.get(f)) for f in DATA_FILES) \
                 and config.get("fingerprint") == source_fingerprint(source):
             return config, data_dir  # else a file or the source changed since: read it again (a new split waits)
@@ -248,11 +248,10 @@ def split_id(config):
     content of every file of it (images, labels, the labeled / validation / unlabeled
     indices), so a file changed or re-cached from a changed source changes it, and so does
     any field of its config.json (classes, shapes, counts). Its caller checks the files."""
-    described = {k: v for k, v in config.items() if k not in ("complete", "fingerprint", "files_sha256", "files")}
+    described = {k: v for k, v in config.items() if k not in ("complete", "fingerprint", "files")}
     digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
-    records = recorded_files(config)
     for name in DATA_FILES:
-        digest.update(records[name]["sha256"].encode())
+        digest.update(config["files"][name]["sha256"].encode())
     return digest.hexdigest()[:16]
 
 

@@ -18,7 +18,7 @@ import keras
 
 from noisy.backend import startup_notices_hidden
 from noisy.errors import UserError
-from noisy.rundir import job_process
+from noisy.job import job_process
 from noisy.settings import PRECISIONS
 
 CPU_DEVICES = "NOISY_CPU_DEVICES"  # the TensorFlow stand-in above: N logical CPU devices
@@ -154,7 +154,7 @@ def join_job():
         raise UserError(f"a multi-process job needs {', '.join(JOB_VARIABLES)} (docs/GPU.md#several-hosts)")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU collectives; GPUs use NCCL
     keras.distribution.initialize()
-    barrier("every process has copied the run folder")  # before process 0 writes in it (RunDir._follow)
+    barrier("every process has copied the run folder")  # before process 0 writes in it (noisy/job.py)
 
 
 def process_part(batch):

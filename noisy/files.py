@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 
 import numpy as np
 
@@ -25,9 +24,7 @@ def atomic_path(path):
         yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.exists(tmp):
+        if os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -48,7 +45,7 @@ def save_npy(path, array):
 
 
 def save_model(path, model):
-    with atomic_path(path) as tmp, _h5_notices_hidden():
+    with atomic_path(path) as tmp, h5_notices_hidden():
         model.save(tmp)
 
 
@@ -61,7 +58,7 @@ def _jsonable(value):
 
 
 @contextlib.contextmanager
-def _h5_notices_hidden():
+def h5_notices_hidden():
     """Keras' absl notices that H5 is legacy and a loaded H5 model's metrics unbuilt: the user chose H5."""
     import logging
     logger, level = logging.getLogger("absl"), logging.getLogger("absl").level
@@ -82,26 +79,6 @@ def read_json(path, what):
     if not isinstance(value, dict):
         raise UserError(f"{path} holds a JSON {type(value).__name__}, not an object; {what}")
     return value
-
-
-def load_model(path, script):
-    """keras.models.load_model, a missing or damaged file as one line."""
-    from noisy.backend import import_keras
-    keras = import_keras()  # here, without TensorFlow's start-up notices
-    if not os.path.isfile(path):
-        raise UserError(f"{path} not found: run {script} first (or check --run_dir)")
-    try:
-        with _h5_notices_hidden():
-            return keras.models.load_model(path)
-    except Exception as e:  # zip, h5 and deserialisation errors come in many types
-        raise UserError(f"{path} cannot be loaded as a Keras model ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}); rerun {script}") from None
-
-
-def relative_to_run(path, run_dir):
-    """`path` relative to `run_dir` when inside it (so a run folder can move), else absolute."""
-    path, run_dir = os.path.abspath(path), os.path.abspath(run_dir)
-    return os.path.relpath(path, run_dir) if path.startswith(run_dir + os.sep) else path
 
 
 def file_stat(path):
@@ -131,18 +108,6 @@ def file_record(path, known=None):
 
 
 def unchanged(path, record):
-    """Whether `path` is the file `record` describes: same size and time, or same size and
-    sha256 (a copy). A record without size (older code) is hashed."""
-    if not record or not os.path.isfile(path) or os.path.getsize(path) != record.get("size", os.path.getsize(path)):
-        return False
-    return file_record(path, record)["sha256"] == record["sha256"]
-
-
-def recorded_files(config):
-    """{name: record} of the files a config.json records (older code: sha256 only)."""
-    if "files" in config:
-        return config["files"]
-    files = {name: {"sha256": digest} for name, digest in config.get("files_sha256", {}).items()}
-    if config.get("model_sha256"):
-        files[config.get("model_file", "model.keras")] = {"sha256": config["model_sha256"]}
-    return files
+    """Whether `path` is the file `record` describes: same size, and same time or sha256 (a copy)."""
+    return bool(record) and os.path.isfile(path) and os.path.getsize(path) == record.get("size") \
+        and file_record(path, record)["sha256"] == record.get("sha256")

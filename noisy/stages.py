@@ -8,6 +8,7 @@ each difference, unless `--retrain=True`. Checkpoints and new outputs wait in `r
 (resumed only under the identity and backend they were made with) until `finish` moves
 them in, config.json last.
 """
+import contextlib
 import functools
 import json
 import os
@@ -15,9 +16,9 @@ import shutil
 import subprocess
 import time
 
-from noisy.errors import UserError, interrupted, require
+from noisy.errors import interrupted, require
 from noisy.settings import MODEL_FILES
-from noisy.files import file_record, read_json, recorded_files, save_json, save_model, save_npy, unchanged
+from noisy.files import file_record, read_json, save_json, save_model, save_npy, unchanged
 
 # Settings that change how fast or where a stage runs, not what it makes: for every stage,
 # and per stage those whose effect its inputs' identity already records.
@@ -47,18 +48,14 @@ def provenance():
     keras = import_keras()
     found = {"backend": keras.backend.backend(), "keras": keras.__version__}
     for package in ("tensorflow", "jax"):
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     if found["backend"] == "tensorflow":
         from tensorflow.python.util import _pywrap_util_port
         found["cpu_kernels"] = "onednn" if _pywrap_util_port.IsMklEnabled() else "eigen"
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):  # not a git checkout
         found["code"] = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
                                        text=True, check=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass  # not a git checkout
     return found
 
 
@@ -77,7 +74,8 @@ class Stage:
 
     def __init__(self, kind, folder, settings, retrain=False, shard_run=False):
         self.kind, self.dir, self.settings, self.retrain, self.shard_run = kind, folder, settings, retrain, shard_run
-        self.what, self.identity, self.inputs, self.outputs = WHAT[kind], None, {}, []
+        self.what, self.config_path = WHAT[kind], os.path.join(folder, "config.json")
+        self.identity, self.inputs, self.outputs = None, {}, []
         self.pending = []  # a split made for this stage: moved into RUN_DIR/data once it begins
 
     def check(self, **inputs):
@@ -92,31 +90,26 @@ class Stage:
         resume = self._resume_differences()
         if resume == []:
             return True
-        config = read_json(self._config, "pass --retrain=True to replace the stage, or use another --run_dir") \
-            if os.path.isfile(self._config) else {}
-        if config.get("complete") is True:
-            differ = differences(config.get("identity"), self.identity)
-            if not differ:
-                changed = [name for name, record in recorded_files(config).items()
-                           if not unchanged(os.path.join(self.dir, name), record)]
-                require(not changed, f"{self.dir} holds a finished {self.what} whose {', '.join(changed)} changed or "
-                        "went missing since it was written; pass --retrain=True to make it again")
-                then = differences(config.get("provenance") or provenance(), provenance())
-                self._commit()
-                print(f"{self.dir} already holds a finished {self.what} made with these settings and inputs"
-                      + (f" (made under other versions or code: {'; '.join(then)})" if then else "")
-                      + "; nothing to do (--retrain=True makes it again)")
-                raise SystemExit(0)
-            beside = f" (and its {STAGING}/ holds checkpoints made otherwise too: {'; '.join(resume)})" if resume else ""
-            raise UserError(f"{self.dir} holds a {self.what} made with other settings or inputs: {'; '.join(differ)}"
-                            f"{beside}; pass --retrain=True to replace it, or use another --run_dir")
+        config = read_json(self.config_path, "pass --retrain=True to replace the stage, or use another --run_dir") \
+            if os.path.isfile(self.config_path) else {}
+        differ = differences(config.get("identity"), self.identity) if config.get("complete") is True else None
+        if differ == []:
+            changed = [name for name, record in config.get("files", {}).items()
+                       if not unchanged(os.path.join(self.dir, name), record)]
+            require(not changed, f"{self.dir} holds a finished {self.what} whose {', '.join(changed)} changed or went "
+                    "missing since it was written; pass --retrain=True to make it again")
+            then = differences(config.get("provenance") or provenance(), provenance())
+            self._commit()
+            print(f"{self.dir} already holds a finished {self.what} made with these settings and inputs"
+                  + (f" (made under other versions or code: {'; '.join(then)})" if then else "")
+                  + "; nothing to do (--retrain=True makes it again)")
+            raise SystemExit(0)
+        beside = f" (and its {STAGING}/ holds checkpoints made otherwise too: {'; '.join(resume)})" if resume else ""
+        require(not differ, f"{self.dir} holds a {self.what} made with other settings or inputs: "
+                f"{'; '.join(differ or ())}{beside}; pass --retrain=True to replace it, or use another --run_dir")
         require(not resume, f"cannot resume {self.dir}: its checkpoints were made with other settings or inputs: "
                 f"{'; '.join(resume or ())}; rerun with those settings to resume, or pass --retrain=True to start afresh")
         return False
-
-    @property
-    def _config(self):
-        return os.path.join(self.dir, "config.json")
 
     def _resume_differences(self):
         """None without checkpoints; else how their identity and backend differ from now's
@@ -125,10 +118,9 @@ class Stage:
             return None
         marker = read_json(self.path("identity.json"), f"delete {self.path('')} or pass --retrain=True to start "
                            "afresh") if os.path.isfile(self.path("identity.json")) else {}
-        then = marker.pop("provenance", {})
-        differ = differences(marker, dict(self.identity, backend=provenance()["backend"]))
-        other = differences({k: v for k, v in then.items() if k != "backend"},
-                            {k: v for k, v in provenance().items() if k != "backend"})
+        then, now = marker.pop("provenance", {}), provenance()
+        differ = differences(marker, dict(self.identity, backend=now["backend"]))
+        other = differences(dict(then, backend=None), dict(now, backend=None))
         if not differ and other:
             print(f"note: resuming {self.dir} under other versions than it began with: {'; '.join(other)}", flush=True)
         return differ
@@ -139,12 +131,11 @@ class Stage:
         resumes = self.check(**(inputs or self.inputs))
         if self.shard_run:
             return False  # a slice's run writes only its shard files, beside the stage
-        staging = self.path("")
         if self.retrain and os.path.isfile(self.path("latest.json")):
-            print(f"--retrain=True: starting {self.dir} afresh, dropping the checkpoints in {staging} (to resume "
-                  "an interrupted run, rerun its command without --retrain=True)", flush=True)
+            print(f"--retrain=True: starting {self.dir} afresh, dropping the checkpoints in {self.path('')} (to "
+                  "resume an interrupted run, rerun its command without --retrain=True)", flush=True)
         if not resumes:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(self.path(""), ignore_errors=True)
         save_json(self.path("identity.json"), dict(self.identity, backend=provenance()["backend"],
                                                    provenance=provenance()))
         interrupted.retrain = self.retrain  # a rerun of this command would start over: say how to resume
@@ -168,23 +159,21 @@ class Stage:
         """Save the model (if any) beside the staged outputs (and fit's history.csv), move
         them in, then write config.json: `record`, settings, identity, file records,
         provenance and a new run id (returned)."""
-        files = list(self.outputs)
-        if os.path.isfile(self.path("history.csv")) and "history.csv" not in files:
-            files.append("history.csv")  # a training stage's, written by fit
-        extra = {}
+        files = self.outputs + (["history.csv"] if os.path.isfile(self.path("history.csv")) else [])  # fit's
         if model is not None:
             save_model(self.path(model_file), model)
-            files, extra = files + [model_file], {"model_file": model_file}
+            files.append(model_file)
+            record = dict(record, model_file=model_file)
         records = {name: file_record(self.path(name)) for name in files}
         # Until config.json is written the stage is unfinished: a kill in between leaves new
         # files under no record, which every reader refuses and the same command remakes.
-        if os.path.isfile(self._config):
-            save_json(self._config, {"stage": self.kind, "complete": False})
+        if os.path.isfile(self.config_path):
+            save_json(self.config_path, {"stage": self.kind, "complete": False})
         for name in files:
             os.replace(self.path(name), os.path.join(self.dir, name))
         run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}"
-        save_json(self._config, dict(self.settings, **record, **extra, stage=self.kind, files=records, run_id=run_id,
-                                     identity=self.identity, provenance=provenance(), complete=True))
+        save_json(self.config_path, dict(self.settings, **record, stage=self.kind, files=records, run_id=run_id,
+                                         identity=self.identity, provenance=provenance(), complete=True))
         for other in set(MODEL_FILES) - {model_file} if model is not None else ():  # a former stage's
             if os.path.isfile(os.path.join(self.dir, other)):
                 os.remove(os.path.join(self.dir, other))

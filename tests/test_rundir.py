@@ -13,7 +13,6 @@ import pytest
 
 from conftest import REPO, TEACHER, run_script
 from noisy.errors import UserError
-from noisy.locks import lock
 from noisy.data import DATA_FILES
 from noisy.rundir import RunDir
 from noisy.settings import check_run_dir
@@ -204,8 +203,8 @@ def test_two_processes_never_hold_one_lock(tmp_path):
     code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from noisy.locks import lock; from noisy.errors "
             "import UserError\ntry:\n lock(sys.argv[2]); print('held', flush=True); time.sleep(1.5)\n"
             "except UserError: print('refused', flush=True)")
-    processes = [subprocess.Popen([sys.executable, "-c", code, REPO, str(tmp_path / "stage")], stdout=subprocess.PIPE,
-                                  text=True) for _ in range(6)]
+    processes = [subprocess.Popen([sys.executable, "-c", code, REPO, str(tmp_path / ".lock-stage")],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(6)]
     answers = sorted(p.communicate()[0].strip() for p in processes)
     assert answers == ["held"] + ["refused"] * 5
 
@@ -218,7 +217,7 @@ def test_a_student_folder_may_not_take_a_stage_or_results_key_name_or_a_file_of_
         with pytest.raises(UserError, match=rf"--student='{name}': expected a new folder name for the student"):
             RunDir(str(tmp_path)).stage("student", {}, folder=name)
         assert not (tmp_path / name).is_dir()
-    lock(str(tmp_path / "x"))
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]  # refused before its lock: no lock file either
 
 
 def test_a_source_changed_in_place_is_read_again_and_a_data_record_changed_is_refused(synthetic_npz, tmp_path):
@@ -278,7 +277,7 @@ def test_a_mistyped_run_folder_is_refused_and_not_made(kind, tmp_path):
 
 def test_a_stage_refused_before_it_began_leaves_no_folder_behind(finished_run):
     """A student asked for in a run folder whose teacher is gone is refused after its lock
-    was taken: the stage folder it locked, empty but for the lock, goes with it."""
+    (RUN_DIR/.lock-wide) was taken, before it began: its folder is never made."""
     shutil.rmtree(os.path.join(finished_run, "teacher"))
     error = run_script("train_student.py", f"--run_dir={finished_run}", "--student=wide", check=False)
     assert error.returncode == 2 and "teacher/config.json not found" in error.stderr

@@ -16,6 +16,7 @@ from conftest import REPO, TEACHER, run_script, synthetic_images
 from noisy.images import cache_image_folder, folder_identity
 from noisy.errors import UserError, one_line
 from noisy.locks import lock, unlock
+from noisy.rundir import RunDir
 from noisy.stages import Stage, differences, identity
 from noisy.arrays import NpyRows
 from noisy.training import load_resume_point
@@ -162,76 +163,42 @@ def test_a_cache_changed_or_damaged_since_it_was_written_is_decoded_again(damage
 
 # ----------------------------------------------------------------------------- 3. one run per stage
 def test_a_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
-    stage = str(tmp_path / "teacher")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                               "from noisy.locks import lock; lock(sys.argv[2]); print('held', flush=True); "
-                               "sys.stdin.read()", REPO, stage], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
+    stage, path = str(tmp_path / "teacher"), str(tmp_path / ".lock-teacher")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from noisy.locks "
+                               "import lock; lock(sys.argv[2], sys.argv[3]); print('held', flush=True); sys.stdin.read()",
+                               REPO, path, stage], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(UserError, match=rf"{stage} is in use by process {holder.pid} on host .* since "):
-            lock(stage)
+            lock(path, stage)
     finally:
         holder.kill()  # SIGKILL: its lock file stays behind
         holder.wait()
-    assert os.path.exists(os.path.join(stage, ".lock"))
-    lock(stage)  # the holder is gone: the kernel released its flock with it
-    assert json.load(open(os.path.join(stage, ".lock")))["pid"] == os.getpid()
-    unlock(os.path.join(stage, ".lock"))
+    assert os.path.exists(path)
+    lock(path, stage)  # the holder is gone: the kernel released its flock with it
+    assert json.load(open(path))["pid"] == os.getpid()
+    unlock(path)
 
 
-def test_a_process_that_leaves_only_its_lock_removes_it_and_a_waiter_locks_a_new_one(tmp_path):
-    """A holder that leaves nothing but its lock file removes file and folder as it exits;
-    a process already waiting on the removed file then holds the lock on a new file at the
-    path, which a third process finds held (one process per stage, still)."""
-    import threading
-    stage = str(tmp_path / "pseudo")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                               "from noisy.locks import lock; lock(sys.argv[2], tidy=True); print('held', flush=True); "
-                               "sys.stdin.read()", REPO, stage], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
-    assert holder.stdout.readline().strip() == "held"
-    waiter = threading.Thread(target=lock, args=(stage,), kwargs={"wait": True, "tidy": True})
-    waiter.start()  # opens the holder's file and waits for its flock
-    time.sleep(1)
-    holder.stdin.close()  # the holder exits normally: its folder holds only .lock, so both go
-    holder.wait()
-    waiter.join(timeout=30)
-    assert not waiter.is_alive() and os.path.isfile(os.path.join(stage, ".lock"))
-    assert json.load(open(os.path.join(stage, ".lock")))["pid"] == os.getpid()
-    third = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                            "from noisy.locks import lock; lock(sys.argv[2])", REPO, stage],
-                           capture_output=True, text=True)
-    assert third.returncode != 0 and f"{stage} is in use by process {os.getpid()}" in third.stderr
-    unlock(os.path.join(stage, ".lock"))
-    assert not os.path.exists(stage)  # nothing but the lock was in it
-    os.makedirs(stage)
-    (tmp_path / "pseudo" / "config.json").write_text("{}")
-    lock(stage, tidy=True)
-    unlock(os.path.join(stage, ".lock"))
-    assert sorted(os.listdir(stage)) == [".lock", "config.json"]  # a folder with a stage in it stays, lock and all
-
-
-def test_a_lock_removes_the_folders_it_made_and_refuses_what_is_in_its_way(tmp_path):
-    """A shard's lock (RUN_DIR/pseudo/shards/.lock-0000) that is all there is takes away
-    pseudo/ too, which it made, and not a folder that was there before; a file where the
-    folder goes, or a link to nowhere where the lock file goes, is an error at once, not
-    a retry for ever (a fresh-eyes tester, #24)."""
-    shards = tmp_path / "run" / "pseudo" / "shards"
-    (tmp_path / "run").mkdir()
-    lock(str(shards), ".lock-0000", tidy=True)
-    unlock(str(shards / ".lock-0000"))
-    assert os.listdir(tmp_path / "run") == []
-    lock(str(tmp_path / "kept"))
-    unlock(str(tmp_path / "kept" / ".lock"))
-    assert os.listdir(tmp_path / "kept") == [".lock"]  # not tidy (a download's, evaluate's): it stays
-    (tmp_path / "file").write_text("")
-    with pytest.raises(FileExistsError):
-        lock(str(tmp_path / "file"))
-    (tmp_path / "stage").mkdir()
-    os.symlink(tmp_path / "nowhere" / "x", tmp_path / "stage" / ".lock")
-    with pytest.raises(FileNotFoundError):
-        lock(str(tmp_path / "stage"))
+def test_a_stage_is_locked_by_a_hidden_file_of_the_run_folder_not_by_its_own_folder(finished_run):
+    """A stage's lock is RUN_DIR/.lock-<folder> (a shard's .lock-pseudo-NNNN): the stage
+    folder is made only when the stage begins, so a stage refused before leaves none."""
+    run = RunDir(finished_run)
+    run.stage("student", {}, folder="wide")
+    run.stage("pseudo", {}, shard=3)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from noisy import RunDir; run = RunDir(sys.argv[2])\n"
+            "for kind, folder, shard in (('student', 'wide', None), ('pseudo', None, 3)):\n"
+            " try: run.stage(kind, {}, folder=folder, shard=shard)\n"
+            " except Exception as e: print(e)")
+    try:
+        refused = subprocess.run([sys.executable, "-c", code, REPO, finished_run], capture_output=True, text=True)
+        for what in ("wide", "pseudo shard 3"):
+            assert f"{finished_run}/{what} is in use by process {os.getpid()} on host" in refused.stdout
+        assert not os.path.exists(os.path.join(finished_run, "wide"))
+        assert {".lock-wide", ".lock-pseudo-0003"} <= set(os.listdir(finished_run))
+    finally:
+        for name in (".lock-wide", ".lock-pseudo-0003"):
+            unlock(os.path.join(finished_run, name))
 
 
 # ----------------------------------------------------------------------------- 4. one line
@@ -308,8 +275,8 @@ def test_ctrl_c_exits_130_naming_the_epoch_and_the_same_command_resumes(syntheti
     saved = json.load(open(latest))["epoch"]
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == f"interrupted: rerun the same command to resume after epoch {saved + 1}"  # Keras counts from 1
-    lock(os.path.join(run, "teacher"))  # released on the way out
-    unlock(os.path.join(run, "teacher", ".lock"))
+    lock(os.path.join(run, ".lock-teacher"))  # released on the way out
+    unlock(os.path.join(run, ".lock-teacher"))
     error = one_line_error(run_script("train_teacher.py", *args[:2], "--epochs=401", *args[3:], check=False))
     assert f"cannot resume {run}/teacher: its checkpoints were made with other settings or inputs: " \
            "settings.epochs 400 (now 401)" in error
@@ -348,7 +315,6 @@ def test_a_split_file_changed_under_a_finished_teacher_is_named_by_every_consume
 
 
 def test_a_stage_record_that_is_no_json_object_is_refused(tmp_path):
-    from noisy.rundir import RunDir
     (tmp_path / "stage").mkdir()
     (tmp_path / "stage" / "config.json").write_text("[]")
     with pytest.raises(UserError, match=r"stage/config.json holds a JSON list, not an object; rerun train_teacher.py"):
@@ -364,11 +330,10 @@ def test_a_damaged_data_record_is_refused(tmp_path):
 
 
 def test_a_damaged_lock_file_nobody_holds_is_taken(tmp_path):
-    (tmp_path / "stage").mkdir()
-    lock_file = tmp_path / "stage" / ".lock"
+    lock_file = tmp_path / ".lock-teacher"
     lock_file.write_text('{"host": "elsewhere"}')  # damaged: no pid
     os.utime(lock_file, (time.time() - 60, time.time() - 60))
-    lock(str(tmp_path / "stage"))  # a damaged lock file nobody holds is taken
+    lock(str(lock_file))  # a damaged lock file nobody holds is taken
     assert json.load(open(lock_file))["pid"] == os.getpid()
     unlock(str(lock_file))
 
