@@ -252,6 +252,12 @@ def fit(model, stream, validation, stage_dir, epochs, schedule="cosine", flat_ep
                                                                   verbose=1))]
     if initial_epoch < epochs:
         stream.set_epoch(initial_epoch)
+        # Without a distribution strategy Keras' TensorFlow trainer creates the optimizer's and
+        # metrics' variables inside the first trace of the train step, and TensorFlow then
+        # traces the step a second time (a second XLA compile on a GPU; 5 s of a tiny CPU
+        # teacher's 15). Build them first, as Keras does itself under a strategy and under JAX.
+        if keras.backend.backend() == "tensorflow" and model._distribute_strategy is None:
+            model._symbolic_build(data_batch=stream[0])
         # shuffle=False: the stream shuffles itself by (seed, epoch); Keras' own shuffle of
         # the batch order restarts from the global seed, so a resumed run would differ.
         model.fit(stream, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
