@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from noisy import (RunDir, check_evaluation_settings, configure, corruption_subset, import_keras, install_error_hook,
-                   plots_to_draw, remove_stale_plots, save_json, save_text)
+                   plots_to_draw, read_json, remove_stale_plots, save_json, save_text)
 from noisy.corruptions import CORRUPTIONS, corrupt, family_means
 from noisy.metrics import metrics, tta_probabilities
 from noisy.plots import plot_confusions, plot_corruptions, plot_curves
@@ -104,7 +104,7 @@ del models
 # 3. results.json, and results.md: a summary (with the pseudo-labels the students learned
 #    from), links to the plots, the article's table, calibration, robustness, per class.
 plots = plots_to_draw(PLOTS, SEVERITIES)
-labeling = dict(pseudo.json("summary.json"), threshold=pseudo["threshold"], soft=pseudo["soft"]) if pseudo else None
+labeling = dict(read_json(pseudo.path("summary.json"), "rerun pseudo_label.py"), threshold=pseudo["threshold"], soft=pseudo["soft"]) if pseudo else None
 page = results_markdown(results, labeling, split.class_names, f"Results for {RUN_DIR}", ECE_BINS, plots)
 print()
 print(page)

@@ -6,6 +6,7 @@ way): an unchanged run folder costs nothing to check, and a copied one still pas
 import contextlib
 import hashlib
 import json
+import logging
 import os
 
 import numpy as np
@@ -29,9 +30,7 @@ def atomic_path(path):
 
 
 def save_json(path, obj):
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_jsonable)
-        f.write("\n")
+    save_text(path, json.dumps(obj, indent=2, sort_keys=True, default=lambda value: value.tolist()) + "\n")  # numpy
 
 
 def save_text(path, text):
@@ -49,19 +48,11 @@ def save_model(path, model):
         model.save(tmp)
 
 
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 @contextlib.contextmanager
 def h5_notices_hidden():
     """Keras' absl notices that H5 is legacy and a loaded H5 model's metrics unbuilt: the user chose H5."""
-    import logging
-    logger, level = logging.getLogger("absl"), logging.getLogger("absl").level
+    logger = logging.getLogger("absl")
+    level = logger.level
     logger.setLevel(logging.ERROR)
     try:
         yield
@@ -83,21 +74,12 @@ def read_json(path, what):
 
 def file_stat(path):
     """os.stat of `path`, or of the link itself where it leads nowhere (the readers skip it)."""
-    try:
-        return os.stat(path)
-    except OSError:
-        if not os.path.islink(path):
-            raise
-        return os.lstat(path)
+    return os.stat(path) if os.path.exists(path) else os.lstat(path)
 
 
-# ------------------------------------------------------------------ records of written files
 def sha256(path):
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def file_record(path, known=None):

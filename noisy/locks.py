@@ -1,18 +1,15 @@
-"""One process per stage: an `flock` on a hidden file in the run folder (`RUN_DIR/.lock-<stage
+"""One process per stage: an `flock` on a hidden file of the run folder (`RUN_DIR/.lock-<stage
 folder>`), which the kernel releases however its process ends, so a dead holder's lock is
-simply taken. The file names its holder (pid, host, start) for the refusal; it is never
-removed, and means nothing once its process has ended."""
-import atexit
+simply taken. The file names its last holder (pid, host, start) for the refusal."""
 import contextlib
 import fcntl
-import json
 import os
 import socket
 import time
 
 from noisy.errors import UserError
 
-_held = {}  # path -> open file: an flock lasts while its file is open
+_held = {}  # path -> open file: an flock lasts while its file is open (or its process lives)
 
 
 def lock(path, what=None, wait=False):
@@ -26,24 +23,17 @@ def lock(path, what=None, wait=False):
         fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         f.seek(0)
-        try:
-            holder = dict(json.loads(f.read()))
-        except (ValueError, TypeError):  # being written this instant, or damaged: '?'
-            holder = {}
+        holder = f.read().strip() or "another process"  # empty only in the instant it is written
         f.close()
-        raise UserError(f"{what or path} is in use by process {holder.get('pid', '?')} on host "
-                        f"{holder.get('host', '?')} since {holder.get('started', '?')}; wait for it to finish "
-                        "or stop it") from None
-    f.seek(0)
-    f.truncate()
-    json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        raise UserError(f"{what or path} is in use by {holder}; wait for it to finish or stop it") from None
+    f.truncate(0)
+    f.write(f"process {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     f.flush()
     _held[path] = f
-    atexit.register(unlock, path)
 
 
 def unlock(path):
-    """Release a lock this process holds (done at exit too)."""
+    """Release a lock this process holds (its end releases it too)."""
     f = _held.pop(path, None)
     if f is not None:
         f.close()

@@ -1,24 +1,25 @@
-"""A stage being made (`teacher/`, `pseudo/`, a student's folder): begun, resumed, refused
-or finished by one set of rules (docs/RUNS.md).
+"""A stage of the run folder (`teacher/`, `pseudo/`, a student's folder): `Stage` makes one,
+`Finished` reads one back checked (docs/RUNS.md).
 
-Its config.json, written last, records its *identity* (the settings that define its
-result, and what identifies each input), a record of every file it wrote, its provenance
-and a fresh run id. The same identity again has nothing to do; another is refused, naming
-each difference, unless `--retrain=True`. Checkpoints and new outputs wait in `resume/`
-(resumed only under the identity and backend they were made with) until `finish` moves
-them in, config.json last.
+A stage's config.json, written last, records its *identity* (the settings that define its
+result and what identifies each input), every file it wrote (sha256, size, time), its
+provenance and a fresh run id. The same identity again has nothing to do; another is
+refused, naming each difference, unless `--retrain=True`. Checkpoints and new outputs wait
+in `resume/` until `finish` moves them in.
 """
 import contextlib
 import functools
+import importlib.metadata
 import json
 import os
 import shutil
 import subprocess
 import time
 
-from noisy.errors import interrupted, require
+from noisy.backend import import_keras
+from noisy.errors import UserError, interrupted, require
+from noisy.files import file_record, h5_notices_hidden, read_json, save_json, save_model, save_npy, unchanged
 from noisy.settings import MODEL_FILES
-from noisy.files import file_record, read_json, save_json, save_model, save_npy, unchanged
 
 # Settings that change how fast or where a stage runs, not what it makes: for every stage,
 # and per stage those whose effect its inputs' identity already records.
@@ -27,8 +28,8 @@ RUNTIME_SETTINGS = ("run_dir", "workers", "multiprocessing", "retrain", "jit_com
 STAGE_RUNTIME = {"teacher": ("data", "num_labeled", "num_val"),  # the split's identity stands for them
                  "student": ("student",),                          # the folder's name
                  "pseudo": ("batch_size",)}                        # prediction batches
-STAGING = "resume"  # a stage's checkpoints and new outputs, until it finishes
 WHAT = {"teacher": "teacher", "pseudo": "set of pseudo-labels", "student": "student"}
+SCRIPTS = {"teacher": "train_teacher.py", "pseudo": "pseudo_label.py", "student": "train_student.py"}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -41,10 +42,8 @@ def identity(settings, inputs, runtime=()):
 
 @functools.lru_cache(maxsize=None)
 def provenance():
-    """What a stage runs under, recorded and named, not enforced (but a resume's backend):
-    backend, library versions, TensorFlow's CPU kernels and the code's `git describe`."""
-    import importlib.metadata
-    from noisy.backend import import_keras
+    """Backend, library versions, TensorFlow's CPU kernels and the code's `git describe`:
+    recorded and named when they differ, not enforced (but a resume's backend)."""
     keras = import_keras()
     found = {"backend": keras.backend.backend(), "keras": keras.__version__}
     for package in ("tensorflow", "jax"):
@@ -69,19 +68,30 @@ def differences(old, new, prefix=""):
     return [] if old == new else [f"{prefix or 'identity'} {short[0]} (now {short[1]})"]
 
 
+def require_files(folder, records, script, remedy):
+    """Refuse the first file of `records` (name: record) that is missing from `folder` or not as `script` wrote it."""
+    for name, record in records.items():
+        path = os.path.join(folder, name)
+        require(unchanged(path, record), f"{path} is not the file {script} wrote (missing, or its content differs "
+                f"from the record of it); {remedy}")
+
+
 class Stage:
-    """One stage being made: `begin` decides, `save` stages outputs, `finish` moves them in."""
+    """One stage being made: `check` decides, `begin` starts, `save` stages outputs, `finish` moves them in."""
 
     def __init__(self, kind, folder, settings, retrain=False, shard_run=False):
         self.kind, self.dir, self.settings, self.retrain, self.shard_run = kind, folder, settings, retrain, shard_run
-        self.what, self.config_path = WHAT[kind], os.path.join(folder, "config.json")
-        self.identity, self.inputs, self.outputs = None, {}, []
-        self.pending = []  # a split made for this stage: moved into RUN_DIR/data once it begins
+        self.config_path, self.identity, self.inputs, self.outputs = os.path.join(folder, "config.json"), None, {}, []
+        self.pending = []  # a split made for this stage: moved into RUN_DIR/data once its checks pass
+
+    def path(self, name):
+        """Where this stage writes its output `name` until it finishes."""
+        return os.path.join(self.dir, "resume", name)
 
     def check(self, **inputs):
-        """Decide from the settings and `inputs`, touching nothing: checkpoints of the same
-        identity resume (True); a finished stage of it exits 0; one made otherwise, or
-        checkpoints made otherwise, are refused naming each difference; else afresh (False)."""
+        """Decide from the settings and `inputs`, touching nothing: resume checkpoints of this
+        identity (True); exit 0 for a finished stage of it; refuse a stage or checkpoints made
+        otherwise, naming each difference; else start afresh (False)."""
         self.inputs = inputs
         self.identity = identity(self.settings, {k: getattr(v, "id", v) for k, v in inputs.items()},
                                  STAGE_RUNTIME.get(self.kind, ()))
@@ -92,21 +102,17 @@ class Stage:
             return True
         config = read_json(self.config_path, "pass --retrain=True to replace the stage, or use another --run_dir") \
             if os.path.isfile(self.config_path) else {}
-        differ = differences(config.get("identity"), self.identity) if config.get("complete") is True else None
-        if differ == []:
-            changed = [name for name, record in config.get("files", {}).items()
-                       if not unchanged(os.path.join(self.dir, name), record)]
-            require(not changed, f"{self.dir} holds a finished {self.what} whose {', '.join(changed)} changed or went "
-                    "missing since it was written; pass --retrain=True to make it again")
+        if config.get("complete") is True:
+            differ = differences(config.get("identity"), self.identity)
+            require(not differ, f"{self.dir} holds a {WHAT[self.kind]} made with other settings or inputs: "
+                    f"{'; '.join(differ)}; pass --retrain=True to replace it, or use another --run_dir")
+            Finished(self.dir, self.kind, config)  # every file as written, else refused
+            self._commit_splits()
             then = differences(config.get("provenance") or provenance(), provenance())
-            self._commit()
-            print(f"{self.dir} already holds a finished {self.what} made with these settings and inputs"
+            print(f"{self.dir} already holds a finished {WHAT[self.kind]} made with these settings and inputs"
                   + (f" (made under other versions or code: {'; '.join(then)})" if then else "")
                   + "; nothing to do (--retrain=True makes it again)")
             raise SystemExit(0)
-        beside = f" (and its {STAGING}/ holds checkpoints made otherwise too: {'; '.join(resume)})" if resume else ""
-        require(not differ, f"{self.dir} holds a {self.what} made with other settings or inputs: "
-                f"{'; '.join(differ or ())}{beside}; pass --retrain=True to replace it, or use another --run_dir")
         require(not resume, f"cannot resume {self.dir}: its checkpoints were made with other settings or inputs: "
                 f"{'; '.join(resume or ())}; rerun with those settings to resume, or pass --retrain=True to start afresh")
         return False
@@ -116,8 +122,7 @@ class Stage:
         (other versions or CPU kernels round differently: only named)."""
         if not os.path.isfile(self.path("latest.json")):
             return None
-        marker = read_json(self.path("identity.json"), f"delete {self.path('')} or pass --retrain=True to start "
-                           "afresh") if os.path.isfile(self.path("identity.json")) else {}
+        marker = read_json(self.path("identity.json"), f"delete {self.path('')} or pass --retrain=True to start afresh")
         then, now = marker.pop("provenance", {}), provenance()
         differ = differences(marker, dict(self.identity, backend=now["backend"]))
         other = differences(dict(then, backend=None), dict(now, backend=None))
@@ -139,16 +144,12 @@ class Stage:
         save_json(self.path("identity.json"), dict(self.identity, backend=provenance()["backend"],
                                                    provenance=provenance()))
         interrupted.retrain = self.retrain  # a rerun of this command would start over: say how to resume
-        self._commit()
+        self._commit_splits()
         return resumes
 
-    def _commit(self):
+    def _commit_splits(self):
         for split in self.pending:
             split.commit()
-
-    def path(self, name):
-        """Where this stage writes its output `name` until it finishes."""
-        return os.path.join(self.dir, STAGING, name)
 
     def save(self, name, value):
         """Stage an output: a dict as .json, an array as .npy."""
@@ -179,3 +180,31 @@ class Stage:
                 os.remove(os.path.join(self.dir, other))
         shutil.rmtree(self.path(""), ignore_errors=True)
         return run_id
+
+
+class Finished:
+    """A finished stage read back: its config.json, every file it records as it was written."""
+
+    def __init__(self, folder, kind, config):
+        self.dir, self.kind, self.config, self.script = folder, kind, config, SCRIPTS[kind]
+        self.run_id, self.files = config["run_id"], config.get("files", {})
+        self.inputs = config.get("identity", {}).get("inputs", {})
+        model_file = config.get("model_file", "model.keras")
+        self.model_path, self.model_sha256 = self.path(model_file), self.files.get(model_file, {}).get("sha256")
+        require_files(folder, self.files, self.script, f"rerun {self.script} --retrain=True")
+
+    def __getitem__(self, key):
+        return self.config[key]
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def load_model(self):
+        """The stage's model; a file Keras cannot load is one line."""
+        keras = import_keras()  # here, without TensorFlow's start-up notices
+        try:
+            with h5_notices_hidden():
+                return keras.models.load_model(self.model_path)
+        except Exception as e:  # zip, h5 and deserialisation errors come in many types
+            raise UserError(f"{self.model_path} cannot be loaded as a Keras model ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}); rerun {self.script}") from None

@@ -90,7 +90,7 @@ def test_chosen_students_only_and_a_student_of_another_teacher_is_refused(run_wi
     json.dump(config, open(config_file, "w"))
     error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", check=False))  # 'all' finds it
     assert f"{run}/student2 was made from teacher run 20260101T000000-0badcafe, but {run}/teacher holds " \
-           f"run {teacher_run}" in error
+           f"teacher run {teacher_run}" in error
     assert "--student=student2 --retrain=True" in error
     error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", "--students=student,nobody", check=False))
     assert f"{run}/nobody/config.json not found" in error

@@ -48,10 +48,11 @@ def test_a_teacher_made_again_is_seen_by_every_later_stage_and_by_evaluate(finis
     new_teacher = json.load(open(os.path.join(run, "teacher", "config.json")))["run_id"]
     assert new_teacher != old_teacher
     error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", check=False))
-    assert f"student was made from teacher run {old_teacher}, but {run}/teacher holds run {new_teacher}" in error
+    assert f"student was made from teacher run {old_teacher}, but {run}/teacher holds teacher run {new_teacher}" \
+           in error
     error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32",
                                       check=False))
-    assert f"{run}/pseudo was made from teacher run {old_teacher}, but {run}/teacher holds run {new_teacher}" \
+    assert f"{run}/pseudo was made from teacher run {old_teacher}, but {run}/teacher holds teacher run {new_teacher}" \
            in error
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0", check=False))
     assert f'inputs.teacher "{old_teacher}" (now "{new_teacher}")' in error
@@ -177,7 +178,7 @@ def test_a_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
         holder.wait()
     assert os.path.exists(path)
     lock(path, stage)  # the holder is gone: the kernel released its flock with it
-    assert json.load(open(path))["pid"] == os.getpid()
+    assert open(path).read().startswith(f"process {os.getpid()} on host ")
     unlock(path)
 
 
@@ -290,7 +291,7 @@ def test_evaluate_refuses_a_student_of_other_pseudo_labels_than_the_run_folder_h
     now = json.load(open(os.path.join(run, "pseudo", "config.json")))["run_id"]
     error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", "--severities=()", check=False))
     assert f"student was made from pseudo-labels run {student['pseudo']['run_id']}, but {run}/pseudo holds " \
-           f"run {now}" in error
+           f"pseudo-labels run {now}" in error
 
 
 def test_a_pseudo_label_file_changed_after_labeling_is_refused_before_the_student_is_touched(finished_run):
@@ -307,7 +308,7 @@ def test_a_split_file_changed_under_a_finished_teacher_is_named_by_every_consume
     run = finished_run
     test_images = os.path.join(run, "data", "test_images.npy")
     np.save(test_images, np.zeros_like(np.load(test_images)))
-    named = f"{run}/data: test_images.npy changed since train_teacher.py wrote it"
+    named = f"{run}/data/test_images.npy is not the file train_teacher.py wrote"
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--retrain=True", check=False))
     assert named in error
     error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", "--severities=()", "--students=student",
@@ -335,7 +336,7 @@ def test_a_damaged_lock_file_nobody_holds_is_taken(tmp_path):
     lock_file.write_text('{"host": "elsewhere"}')  # damaged: no pid
     os.utime(lock_file, (time.time() - 60, time.time() - 60))
     lock(str(lock_file))  # a damaged lock file nobody holds is taken
-    assert json.load(open(lock_file))["pid"] == os.getpid()
+    assert open(lock_file).read().startswith(f"process {os.getpid()} on host ")
     unlock(str(lock_file))
 
 
@@ -352,7 +353,7 @@ def test_a_changed_output_of_a_finished_stage_is_refused_by_its_rerun_and_its_co
     with open(os.path.join(run, "pseudo", "summary.json"), "a") as f:
         f.write(" ")
     error = one_line_error(run_script("pseudo_label.py", f"--run_dir={run}", "--threshold=0.0", check=False))
-    assert f"{run}/pseudo holds a finished set of pseudo-labels whose summary.json changed or went missing" in error
+    assert f"{run}/pseudo/summary.json is not the file pseudo_label.py wrote" in error  # not "nothing to do"
     error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--retrain=True", check=False))
     assert f"{run}/pseudo/summary.json is not the file pseudo_label.py wrote" in error
 
