@@ -74,7 +74,7 @@ for name, stage in stages.items():
     print(f"evaluating {stage.model_path} on {len(labels)} test images ...", flush=True)
     models[name] = model = stage.load_model()
     probs = predict(model, images)
-    results[name] = dict(metrics(probs, labels, ECE_BINS), model=stage["model"], noise=stage["noise"],
+    results[name] = dict(metrics(probs, labels, ECE_BINS), model=stage.config["model"], noise=stage.config["noise"],
                          run_id=stage.run_id)
     if TTA:
         flipped = metrics(tta_probabilities(functools.partial(predict, model), images, plain=probs), labels, ECE_BINS)
@@ -104,7 +104,8 @@ del models
 # 3. results.json, and results.md: a summary (with the pseudo-labels the students learned
 #    from), links to the plots, the article's table, calibration, robustness, per class.
 plots = plots_to_draw(PLOTS, SEVERITIES)
-labeling = dict(read_json(pseudo.path("summary.json"), "rerun pseudo_label.py"), threshold=pseudo["threshold"], soft=pseudo["soft"]) if pseudo else None
+summary = read_json(pseudo.path("summary.json"), "rerun pseudo_label.py") if pseudo else None
+labeling = dict(summary, threshold=pseudo.config["threshold"], soft=pseudo.config["soft"]) if pseudo else None
 page = results_markdown(results, labeling, split.class_names, f"Results for {RUN_DIR}", ECE_BINS, plots)
 print()
 print(page)

@@ -71,11 +71,9 @@ targets = soften(probs[balanced], TEMPERATURE) if SOFT else one_hot(classes[bala
 
 # 4. Write the stage: its files staged, then moved in with config.json last.
 summary = labeling_summary(pool, classes, keep, balanced, split.class_names)
-stage.save("pool_probs.npy", probs)
-stage.save("indices.npy", pool.rows[balanced])
-stage.save("targets.npy", targets)
-stage.save("summary.json", summary)
-stage.finish({"pool_file": run.relative(pool.file), "pool_record": pool.record, "pool_rows": len(pool.rows),
-              "data": split.config, "teacher": teacher.config})
+stage.finish({"pool_file": pool.recorded_path, "pool_record": pool.record, "pool_rows": len(pool.rows),
+              "data": split.config, "teacher": teacher.config},
+             outputs={"pool_probs.npy": probs, "indices.npy": pool.rows[balanced], "targets.npy": targets,
+                      "summary.json": summary})
 print_summary(summary, THRESHOLD, time.time() - started)
 print(f"wrote {stage.dir}/")

@@ -60,7 +60,7 @@ stage = run.stage("student", settings, retrain=RETRAIN, folder=STUDENT)  # one p
 split = run.data()
 teacher = run.teacher(split)
 pseudo = run.pseudo(teacher, split)  # with its pool, indices and targets, checked
-settings["model"] = model_name = MODEL or teacher["model"]  # '' resolved: the identity names the preset
+settings["model"] = model_name = MODEL or teacher.config["model"]  # '' resolved: the identity names the preset
 
 keras = import_keras()  # only here: --help and bad settings answer before TensorFlow loads
 from noisy.device_augment import with_device_noise, without_device_noise  # noqa: E402
@@ -99,7 +99,7 @@ stream = NoisyStream([(data["train_images"], labeled), (pseudo.pool, pseudo.rows
 with scope:
     model = build_resnet(model_name, split.num_classes, split.image_shape, dropout=DROPOUT if NOISE else 0.0,
                          survival_last=SURVIVAL_LAST if NOISE else 1.0, weight_decay=WEIGHT_DECAY)
-    check_student_size(model, model_name, teacher)
+    check_student_size(model, model_name, teacher.config)
     trainer = with_device_noise(model, NUM_OPS, MAGNITUDE, CUTOUT, SEED) if noise_on_device else model
     compile_model(trainer, make_optimizer(OPTIMIZER, lr, SCHEDULE, len(stream) * EPOCHS, WARMUP_EPOCHS * len(stream)),
                   jit_compile, LABEL_SMOOTHING, STEPS_PER_EXECUTION)

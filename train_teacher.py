@@ -58,7 +58,7 @@ settings = configure(globals())
 check_training_settings(settings)
 run = RunDir(RUN_DIR)
 stage = run.stage("teacher", settings, retrain=RETRAIN)  # one process per stage; it also guards RUN_DIR/data
-split = run.split(DATA, NUM_LABELED, NUM_VAL, SEED, stage)  # cached once per RUN_DIR, moved in when the stage begins
+split = run.split(DATA, NUM_LABELED, NUM_VAL, SEED)  # cached once per RUN_DIR, moved in when the stage begins
 
 keras = import_keras()  # only here: --help and bad settings answer before TensorFlow loads
 from noisy.device_augment import with_device_noise, without_device_noise  # noqa: E402

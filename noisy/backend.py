@@ -7,6 +7,7 @@ notices, CPU instruction hints, and on a machine without a GPU a `cuInit` error.
 caught at the file-descriptor level (they come from C++) and every other line is passed on.
 """
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -69,6 +70,7 @@ def import_keras():
         signal.signal(signal.SIGINT, previous)
     if held:
         raise KeyboardInterrupt
+    logging.getLogger("absl").setLevel(logging.ERROR)  # Keras' notices that H5, a user's choice, is legacy
     if "tensorflow" not in sys.modules:
         # Keras asks `tensorflow.available` (which imports it) when it seeds and when it
         # saves a model, under every backend; without TensorFlow loaded that answer is "no".

@@ -20,7 +20,7 @@ import shutil
 import numpy as np
 
 from noisy.arrays import NpyRows, load_npy
-from noisy.files import file_record, file_stat, read_json, save_json, save_npy, sha256, unchanged
+from noisy.files import file_record, file_stat, read_json, save_json, save_npy, unchanged
 from noisy.images import decode_images, list_images, warn_skipped
 from noisy.errors import UserError
 
@@ -144,11 +144,10 @@ DATA_FILES = ("train_images.npy", "train_labels.npy", "test_images.npy", "test_l
 
 
 def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
-    """The split of `source` for `data_dir`: (config, folder). `folder` is `data_dir`
-    when it already holds this split whole; else the split is made now in a new folder
-    beside it, which `commit_split` moves into place once the stage that asked for it has
-    passed its checks, so a refused command leaves `data_dir` as it was. A `data_dir` made
-    with other settings is refused rather than silently reused."""
+    """The `Split` of `source` for `data_dir`: the one there when it holds this split whole;
+    else one made now in a new folder beside it, which `Split.commit` moves into place once
+    the stage that asked for it has passed its checks, so a refused command leaves
+    `data_dir` as it was. A `data_dir` made with other settings is refused."""
     from noisy.stages import differences
     wanted = {"source": source if source == "cifar10" else os.path.abspath(source),
               "num_labeled": num_labeled, "num_val": num_val, "seed": seed}
@@ -162,7 +161,7 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
         records = config.get("files", {})
         if config.get("complete") and all(unchanged(os.path.join(data_dir, f), records.get(f)) for f in DATA_FILES) \
                 and config.get("fingerprint") == source_fingerprint(source):
-            return config, data_dir  # else a file or the source changed since: read it again (a new split waits)
+            return Split(data_dir, config, data_dir)  # else a file or the source changed: read again, beside
     print(f"reading {wanted['source']} ...", flush=True)
     x_train, y_train, x_test, y_test, names = load_source(source, image_size)
     labeled, val, unlabeled = split_indices(y_train, len(names), num_labeled, num_val, seed)
@@ -176,7 +175,7 @@ def prepare_data(source, data_dir, num_labeled, num_val, seed, image_size=32):
                   num_unlabeled=len(unlabeled), complete=True,
                   files={name: file_record(os.path.join(folder, name)) for name in DATA_FILES})
     save_json(os.path.join(folder, "config.json"), config)
-    return config, folder
+    return Split(folder, config, data_dir)
 
 
 def source_files(source):
@@ -214,35 +213,6 @@ def source_fingerprint(source):
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 
 
-def source_sha256(source):
-    """What `source` holds: sha256 (16 hex digits) of the relative path and the content of
-    each of its files; None where nothing is there. Unlike `source_fingerprint` a file
-    only touched keeps it (it reads every byte: seconds for CIFAR-10's 60,000 JPEG files)."""
-    found = source_files(source)
-    if found is None:
-        return None
-    source, paths = found
-
-    def content(path):  # a link to nothing (skipped by the readers, as file_stat says): where it leads
-        try:
-            return sha256(path)
-        except OSError:
-            if not os.path.islink(path):
-                raise
-            return f"link to {os.readlink(path)}"
-
-    contents = [(os.path.relpath(p, source) if p != source else os.path.basename(p), content(p)) for p in paths]
-    return hashlib.sha256(json.dumps(contents).encode()).hexdigest()[:16]
-
-
-def commit_split(folder, data_dir):
-    """Move a split made by `prepare_data` into `data_dir` (an incomplete one there is
-    replaced); nothing to do when `folder` is `data_dir`."""
-    if os.path.abspath(folder) != os.path.abspath(data_dir):
-        shutil.rmtree(data_dir, ignore_errors=True)
-        os.replace(folder, data_dir)
-
-
 def split_id(config):
     """sha256 (16 hex digits) of what a split is: its source and settings and the recorded
     content of every file of it (images, labels, the labeled / validation / unlabeled
@@ -253,6 +223,26 @@ def split_id(config):
     for name in DATA_FILES:
         digest.update(config["files"][name]["sha256"].encode())
     return digest.hexdigest()[:16]
+
+
+class Split:
+    """A cached split in `folder`: `data_dir` (RUN_DIR/data), or beside it until `commit`;
+    `id` is what later stages record."""
+
+    def __init__(self, folder, config, data_dir):
+        self.folder, self.config, self.dir, self.id = folder, config, data_dir, split_id(config)
+        self.num_classes, self.class_names = config["num_classes"], config["class_names"]
+        self.image_shape = tuple(config["image_shape"])
+
+    def commit(self):
+        """Move a split made beside `data_dir` into it (an incomplete one there is replaced)."""
+        if self.folder != self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            os.replace(self.folder, self.dir)
+            self.folder = self.dir
+
+    def arrays(self):
+        return load_split(self.folder)
 
 
 def load_split(data_dir):

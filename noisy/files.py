@@ -1,17 +1,13 @@
-"""The run folder's files: written atomically (a temporary name renamed into place, so a
-kill leaves the old file or the new one), read with one-line errors, and recorded by
-sha256, size and modification time, hashed again only when size or time differ (DVC's
-way): an unchanged run folder costs nothing to check, and a copied one still passes.
-"""
+"""The run folder's files: written atomically (a kill leaves the old file or the new one), read with one-line errors,
+recorded by sha256, size and time, and hashed again only where size or time differ (DVC's way)."""
 import contextlib
 import hashlib
 import json
-import logging
 import os
 
 import numpy as np
 
-from noisy.errors import UserError
+from noisy.errors import UserError, require
 
 
 @contextlib.contextmanager
@@ -29,13 +25,13 @@ def atomic_path(path):
             os.remove(tmp)
 
 
-def save_json(path, obj):
-    save_text(path, json.dumps(obj, indent=2, sort_keys=True, default=lambda value: value.tolist()) + "\n")  # numpy
-
-
 def save_text(path, text):
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
+
+
+def save_json(path, obj):
+    save_text(path, json.dumps(obj, indent=2, sort_keys=True, default=lambda value: value.tolist()) + "\n")  # numpy
 
 
 def save_npy(path, array):
@@ -44,20 +40,8 @@ def save_npy(path, array):
 
 
 def save_model(path, model):
-    with atomic_path(path) as tmp, h5_notices_hidden():
+    with atomic_path(path) as tmp:
         model.save(tmp)
-
-
-@contextlib.contextmanager
-def h5_notices_hidden():
-    """Keras' absl notices that H5 is legacy and a loaded H5 model's metrics unbuilt: the user chose H5."""
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def read_json(path, what):
@@ -67,8 +51,7 @@ def read_json(path, what):
             value = json.load(f)
     except (OSError, ValueError) as e:
         raise UserError(f"{path} is not readable JSON ({type(e).__name__}: {e}); {what}") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{path} holds a JSON {type(value).__name__}, not an object; {what}")
+    require(isinstance(value, dict), f"{path} holds a JSON {type(value).__name__}, not an object; {what}")
     return value
 
 

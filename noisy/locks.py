@@ -1,6 +1,5 @@
 """One process per stage: an `flock` on a hidden file of the run folder (`RUN_DIR/.lock-<stage
-folder>`), which the kernel releases however its process ends, so a dead holder's lock is
-simply taken. The file names its last holder (pid, host, start) for the refusal."""
+folder>`), released by the kernel however its process ends. The file names its last holder."""
 import contextlib
 import fcntl
 import os
@@ -9,12 +8,12 @@ import time
 
 from noisy.errors import UserError
 
-_held = {}  # path -> open file: an flock lasts while its file is open (or its process lives)
+_held = {}  # path -> open file: an flock lasts while its file is open
 
 
 def lock(path, what=None, wait=False):
-    """Hold the lock file `path` until this process exits. Held by another process: refuse,
-    naming `what` (by default `path`) and the holder, or with `wait` wait for it."""
+    """Hold the lock file `path` until this process ends (or `unlock`). Held by another process:
+    refuse, naming `what` (by default `path`) and the holder, or with `wait` wait for it."""
     if path in _held:
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -33,10 +32,8 @@ def lock(path, what=None, wait=False):
 
 
 def unlock(path):
-    """Release a lock this process holds (its end releases it too)."""
-    f = _held.pop(path, None)
-    if f is not None:
-        f.close()
+    """Release a lock this process holds."""
+    _held.pop(path).close()
 
 
 @contextlib.contextmanager

@@ -15,9 +15,11 @@ Each script then checks its settings with one function here (`check_training_set
 the allowed values below: this module is the one place that says what a setting may be.
 """
 import ast
+import os
 import sys
 
 from noisy.errors import UserError, require
+from noisy.plots import PLOTS
 from noisy.presets import MODELS
 from noisy.randaugment import CUTOUT_OPS, MAX_MAGNITUDE, OPS
 
@@ -30,6 +32,9 @@ JIT = ("auto", "true", "false")  # XLA: Keras decides, on, off (noisy/training.p
 LR_RULES = ("auto", "linear", "sqrt", "none")  # the rate under DATA_PARALLEL (noisy/devices.py global_batch_and_rate)
 MODEL_FILES = ("model.keras", "model.h5")  # Keras 3's format, and the legacy H5 the article saved
 SEVERITIES = (1, 2, 3, 4, 5)  # CIFAR-10-C's corruption severities
+# Names a student's folder may not take: the other stages', results.json's keys, evaluate.py's files.
+RESERVED = ("data", "teacher", "pseudo", "pool", ".", "..", "students", "test_images", "corruption_images",
+            "class_names", "settings", "none", "results.json", "results.md", *PLOTS)
 
 
 def _parse(name, text, current):
@@ -117,6 +122,13 @@ def check_run_dir(run_dir):
     require(run_dir.strip(), f"--run_dir={run_dir!r} is empty: name the run folder (say --run_dir=runs/default)")
 
 
+def check_student_folder(name, run_dir):
+    """--student: a new folder of the run folder, not a file there nor a name RESERVED."""
+    require(os.sep not in name and name not in RESERVED and not os.path.isfile(os.path.join(run_dir, name)),
+            f"--student={name!r}: expected a new folder name for the student, not a file there nor one of "
+            f"{', '.join(RESERVED[:4] + RESERVED[6:])}")
+
+
 def check_training_settings(s, student=False):
     """train_teacher.py's and train_student.py's resolved settings (lower-case names), and
     the student's own (`student`: MODEL = '', "same as the teacher", is allowed)."""
@@ -152,6 +164,8 @@ def check_training_settings(s, student=False):
              "ratio sets the labeled share of every batch)")]
     for ok, message in checks:
         require(ok, message)
+    if student:
+        check_student_folder(s["student"], s["run_dir"])
 
 
 def check_labeling_settings(s):
@@ -173,3 +187,7 @@ def check_evaluation_settings(s):
     for ok, message in [*at_least(s, 1, "batch_size", "ece_bins"), *at_least(s, 0, "corruption_images")]:
         require(ok, message)
     require(all(v in SEVERITIES for v in s["severities"]), f"--severities={s['severities']}: expected values in 1..5")
+    names = [name.strip() for name in s["students"].split(",") if name.strip()]
+    require(s["students"] in ("all", "none") or names and len(set(names)) == len(names)
+            and not any(os.sep in name or name in RESERVED for name in names), f"--students={s['students']!r}: "
+            "expected 'all', 'none' or a comma-separated list of distinct student folder names")

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_images
-from noisy.data import commit_split, load_source, prepare_data, split_indices
+from noisy.data import load_source, prepare_data, split_indices
 from noisy.images import images_to_npy
 from noisy.pseudo_labels import balance_classes
 from noisy.streams import ImageBatches, NoisyStream
@@ -156,11 +156,12 @@ def test_class_folder_source_and_data_cache(tmp_path):
     assert x_train.shape == (24, 32, 32, 3) and np.bincount(y_train).tolist() == [8, 8, 8]
     order = np.argsort(y_train, kind="stable")
     assert np.array_equal(x_train[order][0], images[0])  # lossless PNG round trip
-    config, folder = prepare_data(str(root), str(tmp_path / "run" / "data"), 6, 3, seed=0)
-    assert config["num_unlabeled"] == 15 and config["image_shape"] == [32, 32, 3]
+    split = prepare_data(str(root), str(tmp_path / "run" / "data"), 6, 3, seed=0)
+    assert split.config["num_unlabeled"] == 15 and split.config["image_shape"] == [32, 32, 3]
     assert not os.path.exists(tmp_path / "run" / "data")  # not before its stage's checks pass
-    commit_split(folder, str(tmp_path / "run" / "data"))
-    assert prepare_data(str(root), str(tmp_path / "run" / "data"), 6, 3, seed=0) == (config, str(tmp_path / "run" / "data"))
+    split.commit()
+    again = prepare_data(str(root), str(tmp_path / "run" / "data"), 6, 3, seed=0)
+    assert (again.config, again.folder) == (split.config, str(tmp_path / "run" / "data"))
     with pytest.raises(UserError, match=r"holds a split made with other data settings: num_labeled 6 \(now 9\)"):
         prepare_data(str(root), str(tmp_path / "run" / "data"), 9, 3, seed=0)
 
@@ -217,30 +218,11 @@ def test_the_fingerprint_of_a_data_folder_sees_into_class_folders_linked_in(tmp_
     assert source_fingerprint(str(tmp_path / "src")) != before
 
 
-def test_the_content_hash_of_a_source_follows_its_bytes_not_its_file_times(tmp_path):
-    """What bench/effect.py records of its data: a file touched keeps it, a file changed,
-    added or renamed does not."""
-    from noisy.data import source_sha256
-    root, _ = write_class_folders(tmp_path / "data", 8)
-    before = source_sha256(str(root))
-    first = sorted((root / "train" / "class0").iterdir())[0]
-    os.utime(first, (1, 1))
-    assert source_sha256(str(root)) == before
-    data = first.read_bytes()
-    first.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    assert source_sha256(str(root)) != before
-    first.write_bytes(data)
-    assert source_sha256(str(root)) == before
-    first.rename(first.with_name("renamed" + first.suffix))
-    assert source_sha256(str(root)) != before
-    assert source_sha256(str(tmp_path / "none")) is None
-
-
 def test_a_link_to_nothing_in_a_source_is_skipped_as_unreadable_not_a_crash(tmp_path):
     """A dangling link among the images is skipped with the warning of any unreadable file,
     and the identities of the source and of an unlabeled folder are still defined; they
     change once the link leads to a file (a fresh-eyes tester, #24: 'No such file')."""
-    from noisy.data import source_fingerprint, source_sha256
+    from noisy.data import source_fingerprint
     from noisy.images import folder_identity
     root, images = write_class_folders(tmp_path / "data", 12)
     os.symlink(tmp_path / "gone.png", root / "train" / "class0" / "zzz.png")
@@ -249,10 +231,9 @@ def test_a_link_to_nothing_in_a_source_is_skipped_as_unreadable_not_a_crash(tmp_
         x_train, *_ = load_source(str(root))
     assert x_train.shape[0] == 12 and any("zzz.png" in str(w.message) for w in caught)
     link = str(root / "train" / "class0" / "zzz.png")
-    before, identity, content = source_fingerprint(str(root)), folder_identity([link], 32), source_sha256(str(root))
+    before, identity = source_fingerprint(str(root)), folder_identity([link], 32)
     Image.fromarray(images[0]).save(tmp_path / "gone.png")
     assert source_fingerprint(str(root)) != before and folder_identity([link], 32) != identity
-    assert source_sha256(str(root)) != content
     os.symlink("self.png", root / "train" / "class1" / "self.png")  # a link to itself
     os.symlink("..", root / "train" / "class1" / "up")  # a folder loop
     assert source_fingerprint(str(root)) and folder_identity([str(root / "train" / "class1" / "self.png")], 32)

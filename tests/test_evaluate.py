@@ -85,8 +85,8 @@ def test_chosen_students_only_and_a_student_of_another_teacher_is_refused(run_wi
     # A student folder whose config names another teacher run is refused, naming both runs.
     config_file = os.path.join(run, "student2", "config.json")
     config = json.load(open(config_file))
-    teacher_run = config["teacher"]["run_id"]
-    config["teacher"]["run_id"] = "20260101T000000-0badcafe"
+    teacher_run = config["identity"]["inputs"]["teacher"]
+    config["teacher"]["run_id"] = config["identity"]["inputs"]["teacher"] = "20260101T000000-0badcafe"
     json.dump(config, open(config_file, "w"))
     error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", check=False))  # 'all' finds it
     assert f"{run}/student2 was made from teacher run 20260101T000000-0badcafe, but {run}/teacher holds " \

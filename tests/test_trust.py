@@ -17,7 +17,7 @@ from noisy.images import cache_image_folder, folder_identity
 from noisy.errors import UserError, one_line
 from noisy.locks import lock, unlock
 from noisy.rundir import RunDir
-from noisy.stages import Stage, differences, identity
+from noisy.stages import Finished, Stage, differences, identity
 from noisy.arrays import NpyRows
 from noisy.training import load_resume_point
 from test_pipeline import one_line_error
@@ -320,7 +320,7 @@ def test_a_stage_record_that_is_no_json_object_is_refused(tmp_path):
     (tmp_path / "stage").mkdir()
     (tmp_path / "stage" / "config.json").write_text("[]")
     with pytest.raises(UserError, match=r"stage/config.json holds a JSON list, not an object; rerun train_teacher.py"):
-        RunDir(str(tmp_path)).finished("stage", "teacher")
+        Finished(str(tmp_path / "stage"), "teacher")
 
 
 def test_a_damaged_data_record_is_refused(tmp_path):
