@@ -109,12 +109,13 @@ class RunDir:
 
     def pool(self, unlabeled, split, cinic_per_class, seed):
         """The unlabeled pool (noisy/unlabeled.py), its path as recorded (relative inside RUN_DIR: the folder
-        can move) and its file's record, hashed only where the last labeling's record no longer fits."""
+        can move) and its file's record, hashed only where no record of it (the last labeling's, the split's) fits."""
         pool = unlabeled_pool(unlabeled, split, cinic_per_class, seed, self.dir)
         inside = pool.file.startswith(os.path.abspath(self.dir) + os.sep)
         pool.recorded_path = os.path.relpath(pool.file, self.dir) if inside else pool.file
         last = self._record("pseudo")
-        known = last.get("pool_record") if last.get("pool_file") == pool.recorded_path else None
+        known = last.get("pool_record") if last.get("pool_file") == pool.recorded_path else \
+            split.config["files"]["train_images.npy"] if pool.source == "split" else None  # the split's own record
         pool.record = file_record(pool.file, known)
         pool.identity = dict(pool.identity, sha256=pool.record["sha256"])
         return pool

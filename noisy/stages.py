@@ -14,7 +14,7 @@ from noisy.data import Split
 from noisy.errors import UserError, interrupted, require
 from noisy.files import file_record, read_json, save_json, save_model, save_npy, unchanged
 
-# Settings of how fast or where a stage runs, not what it makes (per stage: what its inputs or folder stand for).
+# Settings of how fast or where a stage runs, not of what it makes; per stage, those its inputs or folder stand for.
 RUNTIME_SETTINGS = ("run_dir", "workers", "multiprocessing", "retrain", "jit_compile", "num_shards", "shard",
                     "model_file", "checkpoint_every", "steps_per_execution")
 STAGE_RUNTIME = {"teacher": ("data", "num_labeled", "num_val"), "student": ("student",), "pseudo": ("batch_size",)}
@@ -76,8 +76,8 @@ class Stage:
         return os.path.join(self.dir, "resume", name)
 
     def check(self, **inputs):
-        """Decide, touching nothing: resume checkpoints of this identity and backend (True; other versions, a
-        rounding difference, named); exit 0 for a finished stage of it; refuse one made otherwise; else False."""
+        """Decide, touching nothing: resume checkpoints of this identity and backend (True; other versions are only
+        named); exit 0 for a finished stage of it; refuse one made otherwise; else start afresh (False)."""
         self.inputs = inputs
         self.identity = identity(self.settings, {k: getattr(v, "id", v) for k, v in inputs.items()},
                                  STAGE_RUNTIME.get(self.kind, ()))
@@ -91,8 +91,7 @@ class Stage:
             other = differences(dict(then, backend=None), dict(now, backend=None))
             if not resume:
                 if other:
-                    print(f"note: resuming {self.dir} under other versions than it began with: {'; '.join(other)}",
-                          flush=True)
+                    print(f"note: resuming {self.dir} under other versions than it began with: {'; '.join(other)}")
                 return True
         config = read_json(self.config_path, "pass --retrain=True to replace the stage, or use another --run_dir") \
             if os.path.isfile(self.config_path) else {}
