@@ -262,7 +262,9 @@ def test_ctrl_c_exits_130_naming_the_epoch_and_the_same_command_resumes(syntheti
     args = [f"--data={synthetic_npz}", f"--run_dir={run}", "--epochs=400", "--schedule=constant", *TEACHER]
     process = subprocess.Popen([sys.executable, os.path.join(REPO, "train_teacher.py"), *args], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                               # as from a terminal: an xdist worker ignores SIGINT, and its children inherit that
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     latest = os.path.join(run, "teacher", "resume", "latest.json")
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -274,6 +276,7 @@ def test_ctrl_c_exits_130_naming_the_epoch_and_the_same_command_resumes(syntheti
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=600)  # generous: starved (at nice 19 beside a training) it took over 120 s
+    assert os.path.isfile(latest), err  # else the run ended before its first checkpoint: say why
     saved = json.load(open(latest))["epoch"]
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == f"interrupted: rerun the same command to resume after epoch {saved + 1}"  # Keras counts from 1
