@@ -78,6 +78,19 @@ def test_no_callback_runs_python_per_batch(tmp_path, monkeypatch):
     assert {"StopOnNaN", "SwapInAverage", "EpochCheckpoint", "AfterEpoch"} <= names
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's tracing")
+@pytest.mark.parametrize("average", [0.0, 0.9])
+def test_the_train_step_is_traced_once(tmp_path, average, monkeypatch):
+    # Keras creates the optimizer's and metrics' variables inside the first trace unless they
+    # exist, and TensorFlow then traces again: a second XLA compile on a GPU. Python runs
+    # train_step once per trace, never per step.
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+    traces, original = [], TensorFlowTrainer.train_step
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", lambda self, data: traces.append(1) or original(self, data))
+    train(tmp_path / "stage", 0.01, epochs=2, flat_epochs=0, patience=3, average=average)
+    assert len(traces) == 1
+
+
 def test_a_nan_loss_stops_the_run_in_one_line_and_checkpoints_nothing_of_it(tmp_path):
     from noisy.errors import UserError
     images, labels = data(0)
