@@ -9,7 +9,7 @@ import os
 
 from noisy.arrays import NpyRows, load_npy
 from noisy.data import DATA_FILES, Split, prepare_data
-from noisy.errors import require
+from noisy.errors import UserError, require
 from noisy.files import file_record, read_json, unchanged
 from noisy.job import only_process_0, process_run_dir
 from noisy.locks import lock
@@ -66,7 +66,7 @@ class RunDir:
     def data(self):
         """RUN_DIR/data as the teacher left it: complete, every file unchanged."""
         folder = self.path("data")
-        config = finished_config(folder, "train_teacher.py")
+        config = finished_config(folder, "train_teacher.py", f"delete {folder} and rerun train_teacher.py")
         require_files(folder, {name: config.get("files", {}).get(name) for name in DATA_FILES}, "train_teacher.py",
                       "run train_teacher.py again with the same settings to make the split again from its source")
         return Split(folder, config, folder)
@@ -98,14 +98,19 @@ class RunDir:
             chosen = sorted(name for name, r in records.items() if r.get("complete") and r.get("stage") == "student")
         else:  # as check_evaluation_settings checked them
             chosen = [name.strip() for name in names.split(",") if name.strip()] if names != "none" else []
-        found = [made_from(Finished(self.path(name), "student"), "teacher", teacher) for name in chosen]
-        pseudo = self.pseudo(teacher, split, pool=False) if found else None
-        return [made_from(student, "pseudo", pseudo) for student in found], pseudo
+        found = [Finished(self.path(name), "student") for name in chosen]
+        pseudo = self.pseudo(teacher, split, pool=False) if found else None  # stale pseudo-labels are redone first
+        return [made_from(made_from(s, "teacher", teacher), "pseudo", pseudo) for s in found], pseudo
 
-    def _record(self, folder):
-        """RUN_DIR/folder/config.json as it is, {} where there is none."""
+    def _record(self, folder, strict=True):
+        """RUN_DIR/folder/config.json as it is, {} where there is none (or, unless `strict`, it is damaged)."""
         path = self.path(folder, "config.json")
-        return read_json(path, f"move {os.path.dirname(path)} away to make it again") if os.path.isfile(path) else {}
+        try:
+            return read_json(path, f"move {os.path.dirname(path)} away, or rerun its stage with --retrain=True")
+        except UserError:
+            if strict and os.path.isfile(path):
+                raise
+            return {}
 
     def pool(self, unlabeled, split, cinic_per_class, seed):
         """The unlabeled pool (noisy/unlabeled.py), its path as recorded (relative inside RUN_DIR: the folder
@@ -113,7 +118,7 @@ class RunDir:
         pool = unlabeled_pool(unlabeled, split, cinic_per_class, seed, self.dir)
         inside = pool.file.startswith(os.path.abspath(self.dir) + os.sep)
         pool.recorded_path = os.path.relpath(pool.file, self.dir) if inside else pool.file
-        last = self._record("pseudo")
+        last = self._record("pseudo", strict=False)  # a damaged one is replaced by --retrain=True
         known = last.get("pool_record") if last.get("pool_file") == pool.recorded_path else \
             split.config["files"]["train_images.npy"] if pool.source == "split" else None  # the split's own record
         pool.record = file_record(pool.file, known)

@@ -150,11 +150,11 @@ class Stage:
         return run_id
 
 
-def finished_config(folder, script):
-    """The config.json in `folder` of a stage (or split) that `script` finished."""
+def finished_config(folder, script, damaged=None):
+    """The config.json in `folder` of a stage (or split) that `script` finished; `damaged`: what to do if unreadable."""
     path = os.path.join(folder, "config.json")
     require(os.path.isfile(path), f"{path} not found: run {script} first (or check --run_dir)")
-    config = read_json(path, f"rerun {script}")
+    config = read_json(path, damaged or f"rerun {script} --retrain=True")
     require(config.get("complete") is True, f"{path} belongs to an unfinished {script} run; run it again")
     return config
 

@@ -261,8 +261,8 @@ def test_a_shard_changed_after_it_was_written_is_refused_at_the_merge(tmp_path):
 def test_a_damaged_student_record_is_refused_not_skipped_by_all(finished_run):
     (open(os.path.join(finished_run, "student", "config.json"), "w")).write("{")
     run = RunDir(finished_run)
-    with pytest.raises(UserError, match=r"student/config.json is not readable JSON .*; move .*student away to make "
-                                        r"it again"):
+    with pytest.raises(UserError, match=r"student/config.json is not readable JSON .*; move .*student away, or rerun "
+                                        r"its stage with --retrain=True"):
         run.students("all", run.teacher())
 
 

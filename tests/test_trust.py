@@ -47,9 +47,9 @@ def test_a_teacher_made_again_is_seen_by_every_later_stage_and_by_evaluate(finis
                "--retrain=True")
     new_teacher = json.load(open(os.path.join(run, "teacher", "config.json")))["run_id"]
     assert new_teacher != old_teacher
-    error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", check=False))
-    assert f"student was made from teacher run {old_teacher}, but {run}/teacher holds teacher run {new_teacher}" \
-           in error
+    error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", check=False))  # what to redo first
+    assert f"pseudo was made from teacher run {old_teacher}, but {run}/teacher holds teacher run {new_teacher}; " \
+           "rerun pseudo_label.py --retrain=True" in error
     error = one_line_error(run_script("train_student.py", f"--run_dir={run}", "--epochs=1", "--batch_size=32",
                                       check=False))
     assert f"{run}/pseudo was made from teacher run {old_teacher}, but {run}/teacher holds teacher run {new_teacher}" \
@@ -322,7 +322,7 @@ def test_a_split_file_changed_under_a_finished_teacher_is_named_by_every_consume
 def test_a_stage_record_that_is_no_json_object_is_refused(tmp_path):
     (tmp_path / "stage").mkdir()
     (tmp_path / "stage" / "config.json").write_text("[]")
-    with pytest.raises(UserError, match=r"stage/config.json holds a JSON list, not an object; rerun train_teacher.py"):
+    with pytest.raises(UserError, match=r"stage/config.json holds a JSON list, not an object; rerun train_teacher.py --retrain=True"):
         Finished(str(tmp_path / "stage"), "teacher")
 
 
