@@ -91,7 +91,8 @@ class Stage:
             other = differences(dict(then, backend=None), dict(now, backend=None))
             if not resume:
                 if other:
-                    print(f"note: resuming {self.dir} under other versions than it began with: {'; '.join(other)}")
+                    print(f"note: resuming {self.dir} under other versions than it began with: "
+                          f"{'; '.join(other)}", flush=True)
                 return True
         config = read_json(self.config_path, "pass --retrain=True to replace the stage, or use another --run_dir") \
             if os.path.isfile(self.config_path) else {}
@@ -100,8 +101,7 @@ class Stage:
             require(not differ, f"{self.dir} holds a {WHAT[self.kind]} made with other settings or inputs: "
                     f"{'; '.join(differ)}; pass --retrain=True to replace it, or use another --run_dir")
             Finished(self.dir, self.kind)  # every file as written, else refused
-            if isinstance(inputs.get("split"), Split):  # a split made for this stage: checked, so moved in
-                inputs["split"].commit()
+            self._commit_split()
             then = differences(config.get("provenance") or now, now)
             print(f"{self.dir} already holds a finished {WHAT[self.kind]} made with these settings and inputs"
                   + (f" (made under other versions or code: {'; '.join(then)})" if then else "")
@@ -124,9 +124,12 @@ class Stage:
         save_json(self.path("identity.json"), dict(self.identity, backend=provenance()["backend"],
                                                    provenance=provenance()))
         interrupted.retrain = self.retrain  # a rerun of this command would start over: say how to resume
+        self._commit_split()
+        return resumes
+
+    def _commit_split(self):
         if isinstance(self.inputs.get("split"), Split):  # a split made for this stage: checked, so moved in
             self.inputs["split"].commit()
-        return resumes
 
     def finish(self, record, model=None, model_file="model.keras", outputs=None):
         """Save `outputs` (name: a dict as .json, an array as .npy) and `model` beside fit's
