@@ -93,11 +93,16 @@ class RunDir:
     def students(self, names, teacher, split=None):
         """(students, pseudo): the finished students `names` ('all', 'none' or folder names, comma-separated),
         each made from `teacher` and from the pseudo-labels RUN_DIR/pseudo holds."""
+        records = {name: self._record(name) for name in os.listdir(self.dir) if name not in RESERVED}
+        finished = sorted(name for name, r in records.items() if r.get("complete") and r.get("stage") == "student")
         if names == "all":
-            records = {name: self._record(name) for name in os.listdir(self.dir) if name not in RESERVED}
-            chosen = sorted(name for name, r in records.items() if r.get("complete") and r.get("stage") == "student")
+            chosen = finished
         else:  # as check_evaluation_settings checked them
             chosen = [name.strip() for name in names.split(",") if name.strip()] if names != "none" else []
+            missing = [name for name in chosen if not os.path.isfile(self.path(name, "config.json"))]
+            if missing:
+                raise UserError(f"--students={names}: {self.path(missing[0])} holds no stage; finished students "
+                                f"in {self.dir}: {', '.join(finished) or 'none'}")
         found = [Finished(self.path(name), "student") for name in chosen]
         pseudo = self.pseudo(teacher, split, pool=False) if found else None  # stale pseudo-labels are redone first
         return [made_from(made_from(s, "teacher", teacher), "pseudo", pseudo) for s in found], pseudo

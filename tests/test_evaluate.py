@@ -93,4 +93,5 @@ def test_chosen_students_only_and_a_student_of_another_teacher_is_refused(run_wi
            f"teacher run {teacher_run}" in error
     assert "--student=student2 --retrain=True" in error
     error = one_line_error(run_script("evaluate.py", f"--run_dir={run}", "--students=student,nobody", check=False))
-    assert f"{run}/nobody/config.json not found" in error
+    assert f"--students=student,nobody: {run}/nobody holds no stage; finished students in {run}: student, student2" \
+        in error

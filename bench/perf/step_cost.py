@@ -15,20 +15,25 @@ file:
 
 How a step is timed. Every variant trains the same compiled model (one per backend) on
 the same random uint8 images (a NoisyStream without noise) for one epoch of WARMUP +
-STEPS batches; a callback takes the time at the end of every batch, once Keras has read
-the batch's loss (so the step has run); a step is the gap between two batch ends, and
-the first WARMUP steps of each fit are left out (worker start-up, the average's first
-eager operations). The callback is `async_safe`: in the bare fit Keras still dispatches
-its batch-end work asynchronously, as without callbacks, and takes the time in its
-callback thread. Work at the epoch's end (the checkpoint's write, validation) is not a
-step and is not counted here: bench/perf/gpu.py measures the checkpoint's write per epoch.
-The variants are interleaved (their order rotated every round) and repeated ROUNDS
-times. Each cell is a variant's fastest step over all its rounds, and its ratio is that
-over bare's fastest: on a shared machine the other tenants only ever add time to a step,
-so the fastest of many steps is the figure they disturb least (timeit's reasoning), and a
-cost a variant adds to every step is in its fastest step too. A cost paid on some steps
-only would escape the minimum, so the median over all steps is printed beside it, and
-each round's fastest step in brackets.
+STEPS batches; a callback takes the wall clock and the process's CPU time at the end of
+every batch, once Keras has read the batch's loss (so the step has run). A fit's step is
+the time from the end of its last warm-up step (compilation, worker start-up) to the end
+of its last step, over the steps between: one gap between two batch ends jitters (under
+JAX Keras runs batch-end callbacks in a thread, and the clock with them), a span of many
+does not. The callback is `async_safe`, so under JAX the bare fit still dispatches its
+batch-end work asynchronously, as without callbacks (TensorFlow runs them in the loop).
+Work at the epoch's end (the checkpoint's write, validation) is not a step and is not
+counted here: bench/perf/gpu.py measures the checkpoint's write per epoch.
+
+The variants are interleaved (their order rotated every round) and repeated ROUNDS times.
+Each cell is a variant's fastest fit over the rounds, and its ratio that over bare's
+fastest: on a shared machine other tenants only ever add time, so the fastest of the
+rounds is the figure they disturb least (timeit's reasoning), while a cost a variant adds
+to every step is in all its rounds. Both clocks are printed: wall time is what a user
+waits; the CPU time of the process (all its threads) counts the work done and barely
+moves when another tenant takes the cores, so on a shared CPU it shows an added cost
+that wall time hides in its noise. On a GPU, where the step's work is not on the CPU,
+read wall time. Each round's wall time per step is in brackets.
 
 Cost on the 2-core CPU: a ResNet50 step takes seconds at batch 8 (docs/step-cost-cpu-before.txt),
 a batch of 64 eight times the compute, and each backend compiles for a minute or more, so
@@ -70,15 +75,9 @@ def steps_for(batch):
     return STEPS[BATCH_SIZES.index(batch)]
 
 
-def median(values):
-    values = sorted(values)
-    n = len(values)
-    return (values[n // 2] + values[(n - 1) // 2]) / 2
-
-
 # ------------------------------------------------------------------------------ the child
 def measure():
-    """One backend: {batch: {variant: [per round: [step seconds]]}}, and the compile times."""
+    """One backend: {batch: {variant: [per round: (wall, CPU) seconds per step]}}, and the compile times."""
     import keras
     import numpy as np
     from noisy.resnet import build_resnet
@@ -93,11 +92,13 @@ def measure():
             self.ends = {}
 
         def on_train_batch_end(self, batch, logs=None):
-            self.ends[batch] = time.perf_counter()
+            self.ends[batch] = (time.perf_counter(), time.process_time())
 
         def step_seconds(self):
-            ends = [self.ends[k] for k in sorted(self.ends)][WARMUP - 1:]
-            return [float(s) for s in np.diff(ends)]
+            """(wall, CPU) seconds per step after the warm-up (see the docstring)."""
+            ends = [self.ends[k] for k in sorted(self.ends)]
+            first, last, n = ends[WARMUP - 1], ends[-1], len(ends) - WARMUP
+            return (last[0] - first[0]) / n, (last[1] - first[1]) / n
 
     keras.utils.set_random_seed(0)
     model = build_resnet(MODEL, 10, (IMAGE_SIZE, IMAGE_SIZE, 3))
@@ -132,8 +133,8 @@ def measure():
         for batch in BATCH_SIZES:
             for variant in VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]:
                 seconds[batch][variant].append(timed(variant, batch))
-                print(f"round {r + 1}, batch {batch}, {variant}: fastest {min(seconds[batch][variant][-1]) * 1e3:.1f} "
-                      f"ms/step, median {median(seconds[batch][variant][-1]) * 1e3:.1f}",
+                wall, cpu = seconds[batch][variant][-1]
+                print(f"round {r + 1}, batch {batch}, {variant}: {wall * 1e3:.1f} ms/step, CPU {cpu * 1e3:.1f} ms/step",
                       file=sys.stderr, flush=True)
     versions = {"keras": keras.__version__, "backend": keras.backend.backend()}
     if keras.backend.backend() == "jax":
@@ -163,13 +164,13 @@ def table(result):
     lines = []
     for batch in BATCH_SIZES:
         cells = result["seconds"][str(batch)]
-        fastest = {v: min(min(steps) for steps in cells[v]) for v in VARIANTS}
+        fastest = {v: [min(fit[k] for fit in cells[v]) for k in (0, 1)] for v in VARIANTS}  # [wall, CPU]
         for variant in VARIANTS:
-            rounds = ", ".join(f"{min(steps) * 1e3:.1f}" for steps in cells[variant])
-            ratio = "" if variant == "bare" else f"{fastest[variant] / fastest['bare']:5.2f}x bare"
-            middle = median([s for steps in cells[variant] for s in steps]) * 1e3
-            lines.append(f"  {batch:5d}  {variant:8s} {fastest[variant] * 1e3:9.1f} ms/step  {ratio:10s}"
-                         f"  {middle:9.1f} ms/step  [{rounds}]")
+            (wall, cpu), (bare_wall, bare_cpu) = fastest[variant], fastest["bare"]
+            ratios = ["", ""] if variant == "bare" else [f"{wall / bare_wall:5.2f}x", f"{cpu / bare_cpu:5.2f}x"]
+            rounds = ", ".join(f"{fit[0] * 1e3:.1f}" for fit in cells[variant])
+            lines.append(f"  {batch:5d}  {variant:8s} {wall * 1e3:9.1f} ms  {ratios[0]:6s}  {cpu * 1e3:9.1f} ms  "
+                         f"{ratios[1]:6s}  [{rounds}]")
     return lines
 
 
@@ -192,8 +193,8 @@ def main():
            f"every variant, interleaved; per fit {WARMUP} warm-up steps, then "
            + ", ".join(f"{steps_for(b)} timed steps at batch {b}" for b in BATCH_SIZES)
            + f"; average = decay {AVERAGE}; random uint8 images; seed 0")
-    report("per step: the fastest over all rounds and its ratio to bare's fastest; the median over all steps; "
-           "[each round's fastest]")
+    report("per step, the fastest round's: wall time and its ratio to bare's, the process's CPU time and its ratio "
+           "to bare's; [each round's wall time]")
     failed = False
     for backend in BACKENDS:
         with tempfile.TemporaryDirectory() as folder:
@@ -211,7 +212,7 @@ def main():
         report(f"{backend}: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items())
                + f"; {result['parameters']:,} parameters; compile "
                + ", ".join(f"{float(s):.0f} s at batch {b}" for b, s in result["compile_s"].items()))
-        report("  batch  variant     fastest  ratio              median  [rounds]")
+        report("  batch  variant       wall/step  ratio     CPU/step  ratio   [rounds' wall]")
         for line in table(result):
             report(line)
     report(f"done in {time.time() - start:.0f} s; load average at the end {os.getloadavg()[0]:.2f}")
