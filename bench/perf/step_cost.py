@@ -30,12 +30,13 @@ Each cell is a variant's fastest fit over the rounds, and its ratio that over ba
 fastest: on a shared machine other tenants only ever add time, so the fastest of the
 rounds is the figure they disturb least (timeit's reasoning), while a cost a variant adds
 to every step is in all its rounds. Both clocks are printed: wall time is what a user
-waits; the CPU time of the process (all its threads) counts the work done and barely
-moves when another tenant takes the cores, so on a shared CPU it shows an added cost
-that wall time hides in its noise. On a GPU, where the step's work is not on the CPU,
-read wall time. Each round's wall time per step is in brackets.
+waits, the process's CPU time (all its threads) the work done. On the shared 2-core CPU
+they moved together (docs/BENCHMARKS.md), so CPU time checks wall time there rather than
+being quieter; on a GPU, where the step's work is not on the CPU, read wall time. Each
+round's wall time per step is in brackets. TensorFlow's rounds of the same work spread
+by up to 40% on that CPU: three rounds could not resolve it, seven did (--rounds=7).
 
-Cost on the 2-core CPU: a ResNet50 step takes seconds at batch 8 (docs/step-cost-cpu-before.txt),
+Cost on the 2-core CPU: a ResNet50 step takes seconds at batch 8 on 32x32 images,
 a batch of 64 eight times the compute, and each backend compiles for a minute or more, so
 the default run takes about an hour there; `--batch_sizes="(8,)" --steps="(8,)"`
 measures the small batch alone. On a GPU it takes minutes.
