@@ -84,16 +84,26 @@ def compile_model(model, optimizer, jit_compile="auto", label_smoothing=0.0, ste
 
 
 class StopOnNaN(keras.callbacks.Callback):
-    """Stop with a clear error when the loss turns NaN or infinite (Keras'
+    """Stop with a clear error when the loss or a weight turns NaN or infinite (Keras'
     TerminateOnNaN stops quietly and the run would look finished). Read once per epoch,
-    before that epoch is checkpointed: a NaN loss makes the weights and so the rest of the
-    epoch's mean NaN, and a check per batch would make every step wait for the device."""
+    before that epoch is checkpointed: a check per batch would make every step wait for the
+    device. The weights are checked too, in one reduction on the device: XLA's max(x, 0)
+    can turn NaN into 0, and a JAX run at lr 1e30 kept a finite loss while its convolutions
+    were NaN (a teacher that predicts one class, saved as finished)."""
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            raise UserError(f"training loss became {loss} in epoch {epoch + 1}; lower --lr "
-                            "or check the data (the last checkpoint is kept for resume)")
+            problem = f"training loss became {loss}"
+        elif not bool(keras.ops.all(keras.ops.stack(
+                [keras.ops.all(keras.ops.isfinite(v)) for v in self.model.trainable_variables]))):
+            problem = "the weights became NaN or infinite" + ("" if loss is None else f" (training loss {float(loss):.4g})")
+        else:
+            return
+        kept = interrupted.resume_epoch  # the last checkpointed epoch, counted from 0
+        raise UserError(f"{problem} in epoch {epoch + 1}; lower --lr or check the data "
+                        + ("(no epoch was checkpointed)" if kept is None else
+                           f"(epoch {kept + 1}'s checkpoint is kept for resume)"))
 
 
 class AfterEpoch(keras.callbacks.Callback):

@@ -112,11 +112,18 @@ def test_nan_loss_stops_training_with_a_clear_error():
     from noisy.errors import UserError
     from noisy.training import StopOnNaN
     callback = StopOnNaN()
+    callback.set_model(build_resnet("tiny", 4, (16, 16, 3)))
     callback.on_epoch_end(0, {"loss": 1.5})  # finite: nothing happens
     with pytest.raises(UserError, match=r"training loss became nan in epoch 8; lower --lr"):
         callback.on_epoch_end(7, {"loss": float("nan")})
     with pytest.raises(UserError, match=r"became inf"):
         callback.on_epoch_end(1, {"loss": float("inf")})
+    # A NaN weight with a finite loss (XLA's relu can turn NaN into 0): stopped too.
+    kernel = callback.model.get_layer("stem_conv").kernel
+    kernel.assign(np.where(np.arange(kernel.shape[-1]) == 0, np.nan, kernel.numpy()))
+    with pytest.raises(UserError, match=r"the weights became NaN or infinite \(training loss 1.5\) in epoch 3; "
+                                        r"lower --lr or check the data \((no epoch was checkpointed|epoch \d+'s)"):
+        callback.on_epoch_end(2, {"loss": 1.5})
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
