@@ -219,14 +219,16 @@ def train_one(name, precision, batch, optimizer, augment, deadline, rng):
 
 def epoch_part(deadline):
     """What the weight average and the epoch checkpoint cost per epoch, through noisy.training.fit."""
-    from noisy.training import fit
+    from noisy.training import StopOnNaN, fit
     from noisy.files import save_model
     batch = 64
     epoch_steps = EPOCH_IMAGES // batch
     start = time.time()
     _, trainer, policy = noised_trainer("", "adam", EPOCH_AUGMENT)
     rng = np.random.default_rng(0)
-    trainer.fit(random_stream(2 * batch, batch, EPOCH_AUGMENT, rng), epochs=1, verbose=0)  # compile
+    # Compile; StopOnNaN too: JAX compiles its weight check per shape once (about 4 s for ResNet50 on
+    # a CPU), a one-time cost that would otherwise count as the first fit's checkpoint time.
+    trainer.fit(random_stream(2 * batch, batch, EPOCH_AUGMENT, rng), epochs=1, verbose=0, callbacks=[StopOnNaN()])
     stream = random_stream(epoch_steps * batch, batch, EPOCH_AUGMENT, rng)
     save_model(os.path.join(WORK, "warm-up.keras"), trainer)  # the first save pays one-time costs: not timed
     report(f"epoch: float32 (policy {policy}), batch {batch}, Adam, noise on {EPOCH_AUGMENT}; an epoch of {EPOCH_IMAGES:,} "
