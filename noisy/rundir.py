@@ -93,27 +93,32 @@ class RunDir:
     def students(self, names, teacher, split=None):
         """(students, pseudo): the finished students `names` ('all', 'none' or folder names, comma-separated),
         each made from `teacher` and from the pseudo-labels RUN_DIR/pseudo holds."""
-        records = {name: self._record(name) for name in os.listdir(self.dir) if name not in RESERVED}
-        finished = sorted(name for name, r in records.items() if r.get("complete") and r.get("stage") == "student")
         if names == "all":
-            chosen = finished
+            chosen = self._finished_students()
         else:  # as check_evaluation_settings checked them
             chosen = [name.strip() for name in names.split(",") if name.strip()] if names != "none" else []
             missing = [name for name in chosen if not os.path.isfile(self.path(name, "config.json"))]
             if missing:
-                raise UserError(f"--students={names}: {self.path(missing[0])} holds no stage; finished students "
-                                f"in {self.dir}: {', '.join(finished) or 'none'}")
+                raise UserError(f"--students={names}: {self.path(missing[0])} holds no stage; finished students in "
+                                f"{self.dir}: {', '.join(self._finished_students(strict=False)) or 'none'}")
         found = [Finished(self.path(name), "student") for name in chosen]
         pseudo = self.pseudo(teacher, split, pool=False) if found else None  # stale pseudo-labels are redone first
         return [made_from(made_from(s, "teacher", teacher), "pseudo", pseudo) for s in found], pseudo
 
+    def _finished_students(self, strict=True):
+        """The folders of RUN_DIR holding a finished student; a damaged record refused unless not `strict`."""
+        records = {name: self._record(name, strict) for name in os.listdir(self.dir) if name not in RESERVED}
+        return sorted(name for name, r in records.items() if r.get("complete") and r.get("stage") == "student")
+
     def _record(self, folder, strict=True):
         """RUN_DIR/folder/config.json as it is, {} where there is none (or, unless `strict`, it is damaged)."""
         path = self.path(folder, "config.json")
+        if not os.path.isfile(path):
+            return {}
         try:
             return read_json(path, f"move {os.path.dirname(path)} away, or rerun its stage with --retrain=True")
         except UserError:
-            if strict and os.path.isfile(path):
+            if strict:
                 raise
             return {}
 

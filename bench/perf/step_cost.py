@@ -26,8 +26,8 @@ Work at the epoch's end (the checkpoint's write, validation) is not a step and i
 counted here: bench/perf/gpu.py measures the checkpoint's write per epoch.
 
 The variants are interleaved (their order rotated every round) and repeated ROUNDS times.
-Each cell is a variant's fastest fit over the rounds, and its ratio that over bare's
-fastest: on a shared machine other tenants only ever add time, so the fastest of the
+Each cell is a variant's least time per step over the rounds (on each clock), and its
+ratio that over bare's least: on a shared machine other tenants only ever add time, so the fastest of the
 rounds is the figure they disturb least (timeit's reasoning), while a cost a variant adds
 to every step is in all its rounds. Both clocks are printed: wall time is what a user
 waits, the process's CPU time (all its threads) the work done. On the shared 2-core CPU
@@ -194,8 +194,8 @@ def main():
            f"every variant, interleaved; per fit {WARMUP} warm-up steps, then "
            + ", ".join(f"{steps_for(b)} timed steps at batch {b}" for b in BATCH_SIZES)
            + f"; average = decay {AVERAGE}; random uint8 images; seed 0")
-    report("per step, the fastest round's: wall time and its ratio to bare's, the process's CPU time and its ratio "
-           "to bare's; [each round's wall time]")
+    report("per step, each clock's least over the rounds: wall time and its ratio to bare's, the process's CPU time "
+           "and its ratio to bare's; [each round's wall time]")
     failed = False
     for backend in BACKENDS:
         with tempfile.TemporaryDirectory() as folder:
